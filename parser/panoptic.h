@@ -31,7 +31,11 @@ struct PanopticMap {
   int64_t height = 0, width = 0;
   std::vector<int32_t> ids;
   std::vector<SegmentInfo> segments;
-  const SegmentInfo* find(int32_t id) const;
+  const SegmentInfo* find(int32_t id) const {
+    for (const auto& s : segments)
+      if (s.id == id) return &s;
+    return nullptr;
+  }
 };
 
 struct ImageInfo {
@@ -52,8 +56,16 @@ struct PanopticJson {
   std::vector<ImageInfo> images;
   std::vector<PanopticAnnotation> annotations;
   std::vector<Category> categories;
-  const Category* category(int32_t id) const;
-  const ImageInfo* image(int64_t id) const;
+  const Category* category(int32_t id) const {
+    for (const auto& c : categories)
+      if (c.id == id) return &c;
+    return nullptr;
+  }
+  const ImageInfo* image(int64_t id) const {
+    for (const auto& i : images)
+      if (i.id == id) return &i;
+    return nullptr;
+  }
 };
 
 // Reading checks the structure and reports the file and the offending entry on any problem.
