@@ -2,6 +2,7 @@
 // a file written by Python, every malformed-input case, all-or-nothing loading, atomic writes.
 #include <cmath>
 #include <cstring>
+#include <sys/wait.h>
 
 #include "tests/testing.h"
 #include "tests/weights_testing.h"
@@ -511,4 +512,40 @@ TEST_CASE("a failed checkpoint write leaves the previous checkpoint intact", "[w
                Contains("No such file or directory"));
   save_checkpoint(path, model, &opt, 2, &rng, {{"epoch", 2}});
   REQUIRE(read_checkpoint(path).metadata["epoch"] == 2);
+}
+
+// ---------------------------------------------------------------- the convert subcommand
+
+TEST_CASE("deeperlab convert json -> safetensors -> json, and its errors", "[weights][cli]") {
+  const char* bin = std::getenv("DEEPERLAB_BIN");
+  if (!bin) {
+    WARN("skipped: DEEPERLAB_BIN is not set (ctest sets it)");
+    return;
+  }
+  TempDir dir;
+  write_json_tensors(dir / "a.json", sample_tensors());
+  auto run = [&](const std::string& args) {
+    const std::string cmd = std::string(bin) + " convert " + args + " > '" + (dir / "out.txt") + "' 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return std::make_pair(WEXITSTATUS(rc), read_bytes(dir / "out.txt"));
+  };
+  auto [rc1, out1] = run(dir / "a.json " + dir / "b.safetensors");
+  INFO(out1);
+  REQUIRE(rc1 == 0);
+  REQUIRE_THAT(out1, Contains("6 tensors, 480 bytes"));
+  auto [rc2, out2] = run(dir / "b.safetensors " + dir / "c.json");
+  REQUIRE(rc2 == 0);
+  REQUIRE(read_bytes(dir / "a.json") == read_bytes(dir / "c.json"));
+  require_same(read_safetensors(dir / "b.safetensors"), sample_tensors());
+
+  auto [rc3, out3] = run(dir / "missing.json " + dir / "x.safetensors");
+  REQUIRE(rc3 != 0);
+  REQUIRE_THAT(out3, Contains("missing.json") && Contains("No such file"));
+  auto [rc4, out4] = run(dir / "a.json " + dir / "x.bin");
+  REQUIRE(rc4 != 0);
+  REQUIRE_THAT(out4, Contains("unknown extension"));
+  write_bytes(dir / "bad.json", "{\"a\": [");
+  auto [rc5, out5] = run(dir / "bad.json " + dir / "x.safetensors");
+  REQUIRE(rc5 != 0);
+  REQUIRE_THAT(out5, Contains("malformed JSON"));
 }
