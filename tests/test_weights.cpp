@@ -549,3 +549,37 @@ TEST_CASE("deeperlab convert json -> safetensors -> json, and its errors", "[wei
   REQUIRE(rc5 != 0);
   REQUIRE_THAT(out5, Contains("malformed JSON"));
 }
+
+// ---------------------------------------------------------------- the official library
+
+TEST_CASE("a file written by the official safetensors library (torch save_file) reads correctly", "[weights]") {
+  // tests/data/official.safetensors was written with safetensors.torch.save_file (PyTorch 2.11):
+  // t = {"f32": [[1.5, -2.25], [3e-8, 1e30]] f32, "f16": [1, -0.5, 65504, 6e-8] f16,
+  //      "bf16": [1, -123.5, 3.140625] bf16, "f64": [0.1, -7] f64, "i64": [-5, 2**31 - 1],
+  //      "i32": [-1, 0, 123456], "u8": [[7], [250]], "bool": [False, True], "scalar": tensor(2.5)}
+  // save_file(t, path, metadata={"format": "pt"}). The same run read our own writer's output back
+  // with safetensors.numpy.load_file and found every value.
+  std::string here = __FILE__;
+  here = here.substr(0, here.find_last_of('/'));
+  std::map<std::string, std::string> meta;
+  NamedTensors ts = read_safetensors(here + "/data/official.safetensors", &meta);
+  REQUIRE(meta == std::map<std::string, std::string>{{"format", "pt"}});
+  REQUIRE(ts.size() == 9);
+  auto get = [&](const std::string& n) {
+    Tensor t = find_tensor(ts, n);
+    REQUIRE(t.defined());
+    return t;
+  };
+  REQUIRE(get("f32").shape() == Shape{2, 2});
+  REQUIRE(get("f32").to_vector<float>() == std::vector<float>{1.5f, -2.25f, 3e-8f, 1e30f});
+  REQUIRE(get("f16").to_vector<float>() == std::vector<float>{1.0f, -0.5f, 65504.0f, 0x1p-24f});
+  REQUIRE(get("bf16").to_vector<float>() == std::vector<float>{1.0f, -123.5f, 3.140625f});
+  REQUIRE(get("f64").to_vector<float>() == std::vector<float>{0.1f, -7.0f});
+  REQUIRE(get("i64").to_vector<int32_t>() == std::vector<int32_t>{-5, 2147483647});
+  REQUIRE(get("i32").to_vector<int32_t>() == std::vector<int32_t>{-1, 0, 123456});
+  REQUIRE(get("u8").shape() == Shape{2, 1});
+  REQUIRE(get("u8").to_vector<uint8_t>() == std::vector<uint8_t>{7, 250});
+  REQUIRE(get("bool").to_vector<uint8_t>() == std::vector<uint8_t>{0, 1});
+  REQUIRE(get("scalar").shape() == Shape{});
+  REQUIRE(get("scalar").item() == 2.5);
+}
