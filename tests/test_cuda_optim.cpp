@@ -41,7 +41,8 @@ void require_near(const Tensor& gpu, const Tensor& cpu, const std::string& what)
       wi = int64_t(i);
     }
   }
-  INFO(what << ": worst element " << wi << (wi >= 0 ? " gpu " + std::to_string(g[wi]) + " cpu " + std::to_string(c[wi]) : ""));
+  INFO(what << ": worst element " << wi
+            << (wi >= 0 ? " gpu " + std::to_string(g[wi]) + " cpu " + std::to_string(c[wi]) : ""));
   REQUIRE(wi == -1);
 }
 
@@ -59,7 +60,8 @@ void compare_steps(const char* what, Make make) {
     og->step();
   }
   for (size_t i = 0; i < cpu.size(); ++i) {
-    require_near(gpu[i].second, cpu[i].second, std::string(what) + " " + cpu[i].first + " " + cpu[i].second.shape_str());
+    require_near(gpu[i].second, cpu[i].second,
+                 std::string(what) + " " + cpu[i].first + " " + cpu[i].second.shape_str());
   }
   auto sc = oc->state(), sg = og->state();
   REQUIRE(sc.size() == sg.size());
@@ -74,7 +76,8 @@ void compare_steps(const char* what, Make make) {
   set_grads(gpu, 9);
   oc->step();
   og->step();
-  for (size_t i = 0; i < cpu.size(); ++i) require_near(gpu[i].second, cpu[i].second, std::string(what) + " resumed");
+  for (size_t i = 0; i < cpu.size(); ++i)
+    require_near(gpu[i].second, cpu[i].second, std::string(what) + " resumed");
 }
 
 }  // namespace
@@ -129,6 +132,7 @@ TEST_CASE("cuda grad_norm and clip_grad_norm vs cpu, 1000003 + 3x5x7 elements", 
   REQUIRE(grad_norm(gpu) == ng);  // deterministic
   REQUIRE(clip_grad_norm(gpu, 10.0) == Approx(nc).epsilon(1e-12));
   clip_grad_norm(cpu, 10.0);
-  for (size_t i = 0; i < cpu.size(); ++i) require_near(gpu[i].second.grad(), cpu[i].second.grad(), "clipped grad");
+  for (size_t i = 0; i < cpu.size(); ++i)
+    require_near(gpu[i].second.grad(), cpu[i].second.grad(), "clipped grad");
   REQUIRE(grad_norm(gpu) == Approx(10.0).epsilon(1e-5));
 }
