@@ -32,6 +32,16 @@ std::string join(const std::string& dir, const std::string& name) {
   return dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
+// The PNG of one annotation into a reused map (the ids are checked later, with the histogram).
+void read_map(PanopticMap& m, const std::string& png, const PanopticAnnotation& ann, int64_t expect_h, int64_t expect_w,
+              const char* expect_what, const std::string& what) {
+  read_panoptic_png(png, m.ids, m.height, m.width);
+  DL_CHECK(expect_h <= 0 || expect_w <= 0 || (m.height == expect_h && m.width == expect_w),
+           what << ": " << png << " is " << m.width << "x" << m.height << " (w x h) but "
+                << expect_what << " is " << expect_w << "x" << expect_h);
+  m.segments = ann.segments;
+}
+
 nlohmann::json split_json(const SplitResult& s) {
   return {{"pq", s.pq}, {"sq", s.sq}, {"rq", s.rq}, {"n", s.n}, {"pc", s.pc}, {"pc_n", s.pc_n}};
 }
@@ -107,23 +117,28 @@ int cmd_eval(int argc, char** argv) {
       const PanopticAnnotation& ga = gt.annotations[pairs[static_cast<size_t>(i)].first];
       const PanopticAnnotation& pa = pred.annotations[pairs[static_cast<size_t>(i)].second];
       try {
-        const std::string what = "image_id " + std::to_string(ga.image_id);
+        const std::string gt_png = join(gt_dir, ga.file_name), pred_png = join(pred_dir, pa.file_name);
+        const std::string what = "image_id " + std::to_string(ga.image_id) + " (" + gt_png + " vs " + pred_png + ")";
         const ImageInfo* info = gt.image(ga.image_id);
-        const int64_t eh = info ? info->height : 0, ew = info ? info->width : 0;
-        load_panoptic_into(g, join(gt_dir, ga.file_name), ga, gt.categories, eh, ew);
-        load_panoptic_into(p, join(pred_dir, pa.file_name), pa, gt.categories, g.height, g.width);
+        read_map(g, gt_png, ga, info ? info->height : 0, info ? info->width : 0, "its 'images' entry", what);
+        read_map(p, pred_png, pa, g.height, g.width, "the ground truth", what);
+        // The histogram checks ids, duplicates and categories (one pass over the pixels for all).
+        const PairHistogram h = build_pair_histogram(g, p, ev.categories(), what);
         // As panopticapi: a predicted segment listed in the JSON must have pixels in the PNG.
-        for (size_t k = 0; k < p.segments.size(); ++k)
-          DL_CHECK(p.segments[k].area > 0, join(pred_dir, pa.file_name)
-                                               << " (" << what << "): segments_info[" << k << "] id "
-                                               << p.segments[k].id << " is not present in the PNG");
-        ev.add(g, p, what);
+        for (int64_t k = 1; k < h.n_pred; ++k)
+          DL_CHECK(h.pred_area[static_cast<size_t>(k)] > 0,
+                   what << ": prediction segments_info[" << k - 1 << "] id " << p.segments[static_cast<size_t>(k - 1)].id
+                        << " is not present in the PNG");
+        ev.add(h);
       } catch (const std::exception& e) {
 #pragma omp critical(dl_eval_error)
         {
           if (i < first_bad) {
             first_bad = i;
             first_error = e.what();
+            // Every message names the image (file errors name only the file otherwise).
+            if (first_error.find("image_id ") == std::string::npos)
+              first_error = "image_id " + std::to_string(ga.image_id) + ": " + first_error;
           }
         }
         failed = true;
