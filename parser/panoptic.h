@@ -81,6 +81,15 @@ void write_panoptic_png(const std::string& path, const std::vector<int32_t>& ids
 // must be listed (or be 0), ids unique, categories known (when `categories` is non-empty).
 PanopticMap load_panoptic(const std::string& png_path, const PanopticAnnotation& ann,
                           const std::vector<Category>& categories);
+// The same, and the PNG must be expect_height x expect_width (when both are > 0). Segment areas
+// in the result are recounted from the PNG; listed segments absent from the PNG get area 0.
+PanopticMap load_panoptic(const std::string& png_path, const PanopticAnnotation& ann,
+                          const std::vector<Category>& categories, int64_t expect_height, int64_t expect_width);
+
+// The same two, refilling existing buffers (no fresh allocation per image in evaluation loops).
+void read_panoptic_png(const std::string& path, std::vector<int32_t>& ids, int64_t& height, int64_t& width);
+void load_panoptic_into(PanopticMap& out, const std::string& png_path, const PanopticAnnotation& ann,
+                        const std::vector<Category>& categories, int64_t expect_height = 0, int64_t expect_width = 0);
 
 // RGB images (JPEG/PNG through stb_image): HWC uint8. Errors name the file.
 std::vector<uint8_t> read_rgb(const std::string& path, int64_t& height, int64_t& width);
