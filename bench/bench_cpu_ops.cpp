@@ -5,6 +5,9 @@
 // Non-obvious decision: memory is the process's resident-set high-water mark (VmHWM, reset per case
 // through /proc/self/clear_refs) minus the resident size before the case, so it counts the inputs,
 // outputs and every workspace (the im2col column buffer is not a Tensor), the same way for both sides.
+// The header names the OpenBLAS kernel set in use (OPENBLAS_CORETYPE picks it; the GEMM rows depend on it).
+#include <cblas.h>
+#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -75,6 +78,7 @@ struct Result {
 };
 
 Result run_case(const Case& c, int min_reps, double budget_s) {
+  malloc_trim(0);  // hand freed memory back so the baseline is this case's alone
   const long rss0 = proc_kb("VmRSS:");
   reset_hwm();
   Rng rng(1);
@@ -151,7 +155,11 @@ void usage() {
 
 }  // namespace
 
+extern "C" char* openblas_get_corename(void);
+
 int main(int argc, char** argv) {
+  // Large blocks always through mmap, so freeing them lowers the resident size between cases.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   int threads = 2, reps = 3;
   double budget = 1.0;
   std::string only;
@@ -192,7 +200,8 @@ int main(int argc, char** argv) {
   std::map<std::string, Result> torch;
   if (with_torch) torch = run_torch(threads, reps, budget, only);
 
-  std::printf("threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs\n", threads, reps);
+  std::printf("threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs; OpenBLAS core %s\n",
+              threads, reps, openblas_get_corename());
   std::printf("| case | ours ms | ours GFLOP/s | ours peak MB | torch ms | torch GFLOP/s | torch peak MB | ours/torch |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& c : cases) {
