@@ -271,7 +271,43 @@ void plane_weight(double* acc, const T* gy, const T* x, const PlaneGeom& p, Scra
   sc.build(x, p);
   for (int64_t oy = 0; oy < p.ho; ++oy) std::memcpy(sc.gpad.data() + oy * sc.wop, gy + oy * p.wo, sizeof(T) * p.wo);
   const int64_t kh = K ? K : p.kh, kw = K ? K : p.kw;
-  for (int64_t ky = 0; ky < kh; ++ky) {
+  int64_t ky_start = 0;
+  if constexpr (K > 1) {
+    if (p.sh == 1) {
+      // Kernel rows in pairs (ky, ky+1), walking the input rows: input row iy meets gy rows
+      // iy + ph - ky*dh and one dh above it, so each loaded x vector feeds two accumulators.
+      const T* zero_g = sc.zero.data();  // at least wop zeros
+      for (; ky_start + 1 < K; ky_start += 2) {
+        const int64_t ky = ky_start;
+        V a0[K], a1[K];
+        for (int kx = 0; kx < K; ++kx) a0[kx] = a1[kx] = V{};
+        for (int64_t iy = 0; iy < p.h; ++iy) {
+          const int64_t oy_a = iy + p.ph - ky * p.dh, oy_b = oy_a - p.dh;
+          const bool va = oy_a >= 0 && oy_a < p.ho, vb = oy_b >= 0 && oy_b < p.ho;
+          if (!va && !vb) continue;
+          const T* ga = va ? sc.gpad.data() + oy_a * sc.wop : zero_g;
+          const T* gb = vb ? sc.gpad.data() + oy_b * sc.wop : zero_g;
+          const T* b = sc.input_row(p, iy);
+          const T* t[K];
+          for (int kx = 0; kx < K; ++kx) t[kx] = b + sc.kx_off[kx];
+          for (int64_t ox = 0; ox < sc.wop; ox += S::L) {
+            const V gva = S::load(ga + ox), gvb = S::load(gb + ox);
+#pragma GCC unroll 8
+            for (int kx = 0; kx < K; ++kx) {
+              const V xv = S::load(t[kx] + ox);
+              a0[kx] += gva * xv;
+              a1[kx] += gvb * xv;
+            }
+          }
+        }
+        for (int kx = 0; kx < K; ++kx) {
+          acc[ky * K + kx] += S::sum(a0[kx]);
+          acc[(ky + 1) * K + kx] += S::sum(a1[kx]);
+        }
+      }
+    }
+  }
+  for (int64_t ky = ky_start; ky < kh; ++ky) {
     int64_t oy0, oy1;  // rows whose tap ky lies inside the input
     valid_range(ky * p.dh - p.ph, p.sh, p.h, p.ho, oy0, oy1);
     if constexpr (K > 0) {
