@@ -49,7 +49,8 @@ std::vector<Case> make_cases() {
   }
   for (auto& c : cases) {
     std::ostringstream os;
-    os << c.name << " " << c.c_in << "->" << c.c_out << " " << c.h << "x" << c.h << (c.backward ? " bwd" : " fwd");
+    os << c.name << " " << c.c_in << "->" << c.c_out << " " << c.h << "x" << c.h
+       << (c.backward ? " bwd" : " fwd");
     c.name = os.str();
   }
   return cases;
@@ -135,7 +136,8 @@ std::map<std::string, Result> run_torch(int threads, int min_reps, double budget
     std::stringstream ss(line.substr(4));
     std::string tok;
     while (std::getline(ss, tok, '\t')) f.push_back(tok);
-    if (f.size() >= 4) out[f[0]] = {std::atof(f[1].c_str()), std::atof(f[2].c_str()), std::atof(f[3].c_str())};
+    if (f.size() >= 4)
+      out[f[0]] = {std::atof(f[1].c_str()), std::atof(f[2].c_str()), std::atof(f[3].c_str())};
   }
   const int rc = pclose(p);
   if (rc != 0) std::fprintf(stderr, "bench/torch_ops.py exited with status %d\n", rc);
@@ -172,10 +174,14 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") threads = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--budget") budget = std::atof(next().c_str());
-    else if (a == "--only") only = next();
+    if (a == "--threads")
+      threads = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--reps")
+      reps = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--budget")
+      budget = std::atof(next().c_str());
+    else if (a == "--only")
+      only = next();
     else if (a == "-h" || a == "--help") {
       usage();
       return 0;
@@ -200,9 +206,12 @@ int main(int argc, char** argv) {
   std::map<std::string, Result> torch;
   if (with_torch) torch = run_torch(threads, reps, budget, only);
 
-  std::printf("threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs; OpenBLAS core %s\n",
-              threads, reps, openblas_get_corename());
-  std::printf("| case | ours ms | ours GFLOP/s | ours peak MB | torch ms | torch GFLOP/s | torch peak MB | ours/torch |\n");
+  std::printf(
+      "threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs; OpenBLAS core %s\n",
+      threads, reps, openblas_get_corename());
+  std::printf(
+      "| case | ours ms | ours GFLOP/s | ours peak MB | torch ms | torch GFLOP/s | torch peak MB | "
+      "ours/torch |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& c : cases) {
     const Result& o = ours[c.name];
