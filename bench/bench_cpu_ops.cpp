@@ -117,8 +117,12 @@ Result run_case(const Case& c, int min_reps, double budget_s) {
 // Runs bench/torch_ops.py and parses its "ROW<TAB>name<TAB>ms<TAB>gflops<TAB>peak_mb" lines.
 std::map<std::string, Result> run_torch(int threads, int min_reps, double budget_s, const std::string& only) {
   std::map<std::string, Result> out;
+  // The script beside this source file, else the one under the working directory.
+  std::string script = std::string(__FILE__);
+  script = script.substr(0, script.find_last_of('/') + 1) + "torch_ops.py";
+  if (!std::ifstream(script).good()) script = "bench/torch_ops.py";
   std::ostringstream cmd;
-  cmd << "/usr/bin/python3 bench/torch_ops.py --threads " << threads << " --reps " << min_reps << " --budget "
+  cmd << "/usr/bin/python3 " << script << " --threads " << threads << " --reps " << min_reps << " --budget "
       << budget_s << " --only '" << only << "' --machine";
   FILE* p = popen(cmd.str().c_str(), "r");
   if (!p) {
@@ -147,12 +151,13 @@ std::map<std::string, Result> run_torch(int threads, int min_reps, double budget
 void usage() {
   std::puts(
       "bench_cpu_ops: CPU convolution at the DeeperLab shapes, ours vs PyTorch CPU\n"
-      "  --threads N   OpenMP / OpenBLAS / torch threads (default 2)\n"
+      "  --threads N   OpenMP threads for our kernels and GEMM panels, torch.set_num_threads (default 2)\n"
       "  --reps N      minimum timed runs per case (default 3; median reported)\n"
       "  --budget S    keep repeating a case for up to S seconds (default 1.0)\n"
       "  --only STR    run only the cases whose name contains STR\n"
-      "Run from the repository root (it calls /usr/bin/python3 bench/torch_ops.py);\n"
-      "env DEEPERLAB_TORCH_BENCH=0 skips PyTorch.");
+      "It runs /usr/bin/python3 bench/torch_ops.py (found beside this source file or under the working\n"
+      "directory);"
+      " env DEEPERLAB_TORCH_BENCH=0 skips PyTorch.");
 }
 
 }  // namespace
