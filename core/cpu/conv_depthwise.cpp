@@ -1,13 +1,13 @@
-// Depthwise convolution (groups == c_in == c_out) on the CPU, one (n, c) plane per OpenMP iteration.
-// Non-obvious decision: each input plane is first copied into a thread-local "phase" buffer: its rows
-// zero-padded left and right and, for stride s, split into s column phases (phase q holds columns
-// q, q+s, q+2s, ...). Every tap of every output pixel then reads a contiguous, always-valid run of
-// that buffer, so the whole row (borders included) runs as full-width vector code with no bounds
-// checks; rows above and below the image point at a zero row. Kernels are specialised for k = 3, 5, 7
-// (all k*k taps unrolled, one accumulator per kernel row for instruction-level parallelism), with a
-// generic loop for other k. Grad-input with stride 1 is the same kernel on gy with the flipped filter
-// (a gather, no races); with stride > 1 each thread scatters into the one gx plane it owns.
-// Grad-weight is a per-channel reduction: vector accumulators in T per plane, summed in double.
+// Depthwise convolution (groups == c_in == c_out) on the CPU.
+// Non-obvious decision: the forward pass (and the stride-1 grad-input, which is the forward pass on
+// gy with the flipped filter: a gather, no races) works on blocks of L channels with the vector
+// running over channels: the L planes are transposed into a zero-padded (row, column, channel)
+// buffer, so every tap of every pixel is one aligned vector load and no bounds are checked.
+// Channels left over (fewer than L) and grad-weight use per-plane kernels: each plane is copied into
+// a zero-padded buffer split into stride phases, so every tap reads a contiguous, always-valid run
+// and whole rows run as vectors; k = 3, 5, 7 are unrolled at compile time, other k loop at run time.
+// With stride > 1, grad-input scatters into the one gx plane each thread owns. Grad-weight is a
+// per-channel reduction: vector accumulators in T per plane, summed in double.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -374,12 +374,11 @@ void plane_weight(double* acc, const T* gy, const T* x, const PlaneGeom& p, Scra
   }
 }
 
-// ---- channel-blocked kernel for small planes ----
-// With rows of a few dozen pixels, row vectors waste lanes (33 columns fill 48 lanes) and pay the
-// per-row setup often. For those, L channels are processed together with the vector running over
-// channels: the L planes are transposed into a zero-padded (row, column, channel) buffer, each tap is
-// one vector of L channel weights, and every load is a whole aligned vector. Transposes are L x L
-// register shuffles.
+// ---- channel-blocked kernel ----
+// Row vectors waste lanes on narrow planes (33 columns fill 48 lanes) and split most loads across
+// cache lines. Here L channels are processed together with the vector running over channels: the L planes are
+// transposed into a zero-padded (row, column, channel) buffer, each tap is one vector of L channel weights,
+// and every load is a whole aligned vector. Transposes are L x L register shuffles.
 #if defined(__GNUC__) && !defined(__clang__)
 #define DL_DW_CHANNEL_BLOCKS 1
 template <class T>
@@ -506,7 +505,7 @@ void block_fwd(T* out, const T* in, const T* wk, const T* bias, bool flip, const
     for (int l = 0; l < L; ++l) {
       T* r = sc.rows.data() + l * sc.wpr;
       const T* src = in + l * ihw + iy * p.w + src0 - lo;
-      // Plain loops: the rows are a few dozen elements, shorter than a library call pays off.
+      // Plain loops: rows are short, a library call per row costs more than the copy.
       for (int64_t j = 0; j < lo; ++j) r[j] = T(0);
       for (int64_t j = lo; j < hi; ++j) r[j] = src[j];
       for (int64_t j = hi; j < sc.wpr; ++j) r[j] = T(0);
@@ -538,8 +537,9 @@ void block_fwd(T* out, const T* in, const T* wk, const T* bias, bool flip, const
 }
 #endif
 
-// Every (image, channel) plane of a depthwise convolution described by p: channel blocks for small
-// planes where the compiler supports them, plane kernels for the rest. flip: use the flipped filter.
+// Every (image, channel) plane of a depthwise convolution described by p: whole blocks of L channels
+// through the channel-blocked kernel where the compiler supports it, the remaining channels (and
+// everything on other compilers) through the plane kernels. flip: use the flipped filter.
 template <class T>
 void depthwise_planes(T* out, const T* in, const T* w, const T* bias, bool flip, const PlaneGeom& p,
                       int64_t n_img, int64_t channels) {
@@ -547,7 +547,11 @@ void depthwise_planes(T* out, const T* in, const T* w, const T* bias, bool flip,
   constexpr int64_t L = Simd<T>::L;
   int64_t blocks = 0;
 #ifdef DL_DW_CHANNEL_BLOCKS
-  if (p.wo <= 64 && channels >= L) blocks = channels / L;
+  // Measured faster than the plane kernels at every DeeperLab size (33 to 257 pixels wide); the
+  // padded block buffer (one per thread) is capped so huge planes stay on the plane kernels.
+  const int64_t block_bytes = ((p.ho - 1) * p.sh + (p.kh - 1) * p.dh + 1) *
+                              round_up((p.wo - 1) * p.sw + (p.kw - 1) * p.dw + 1, L) * L * int64_t(sizeof(T));
+  if (channels >= L && block_bytes <= (int64_t(64) << 20)) blocks = channels / L;
 #endif
   const int64_t rest = channels - blocks * L;
 #pragma omp parallel
