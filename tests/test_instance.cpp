@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "metrics/panoptic_eval.h"
 #include "parser/instance.h"
 #include "tests/fusion_scenes.h"
 #include "tests/testing.h"
@@ -51,6 +52,15 @@ double simple_pq(const PanopticMap& gt, const PanopticMap& pred) {
   double pq = 0;
   for (int32_t c : cats) pq += iou_sum[c] / (tp[c] + 0.5 * fp[c] + 0.5 * fn[c]);
   return pq / double(cats.size());
+}
+
+// PQ of the metrics library (panopticapi definition), checked against the simple one above.
+double metrics_pq(const PanopticMap& gt, const PanopticMap& pred) {
+  PanopticEvaluator ev(fusion_categories());
+  ev.add(gt, pred, "scene");
+  const double pq = ev.result().all.pq;
+  REQUIRE(pq == Approx(simple_pq(gt, pred)).margin(1e-12));
+  return pq;
 }
 
 // Segment-for-segment equality up to id relabelling: same pixel sets, categories, areas, boxes.
@@ -364,7 +374,7 @@ TEST_CASE("perfect outputs decode to the ground truth: touching, overlapping box
   REQUIRE(s.map.segments.size() == 7);
   PanopticMap pred = decode_gt(s, 10, small_cfg(10));
   require_same_panoptic(s.map, pred);
-  REQUIRE(simple_pq(s.map, pred) == 1.0);
+  REQUIRE(metrics_pq(s.map, pred) == 1.0);
 }
 
 TEST_CASE("perfect outputs decode to the ground truth: default config R=25 on 120x160", "[instance]") {
@@ -376,7 +386,9 @@ TEST_CASE("perfect outputs of random scenes 150x190 with 14 instances decode exa
   for (uint32_t seed = 1; seed <= 4; ++seed) {
     INFO("seed " << seed);
     FusionScene s = random_fusion_scene(150, 190, 14, seed);
-    require_same_panoptic(s.map, decode_gt(s, 10, small_cfg(10)));
+    PanopticMap pred = decode_gt(s, 10, small_cfg(10));
+    require_same_panoptic(s.map, pred);
+    REQUIRE(metrics_pq(s.map, pred) == 1.0);
   }
 }
 
@@ -393,7 +405,7 @@ TEST_CASE("offsets perturbed by up to 2 px keep PQ >= 0.9 (150x190, 14 instances
       float* p = t->data<float>();
       for (int64_t i = 0; i < t->numel(); ++i) p[i] += u(rng);
     }
-    const double pq = simple_pq(s.map, predict_panoptic(o, cm, small_cfg(10)));
+    const double pq = metrics_pq(s.map, predict_panoptic(o, cm, small_cfg(10)));
     INFO("seed " << seed << " PQ " << pq);
     REQUIRE(pq >= 0.9);
   }
