@@ -8,6 +8,9 @@
 #include "parser/instance.h"
 
 #include <omp.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -101,6 +104,11 @@ void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
                     float weight) {
   const float* lut = inst::sigmoid_lut().data();
   const int64_t hw = int64_t(h) * w;
+  // Quick exact reject on the raw logit: the table is non-decreasing, so sigmoid_lut_index(l) >=
+  // m (the first index reaching min_w) needs rint(l * 256) >= m - kLutHalf, i.e. l >= (m - kLutHalf - 1) / 256.
+  int m = 0;
+  while (m < inst::kLutSize && !(lut[m] >= min_w)) ++m;
+  const float cut = m == 0 ? -1e30f : float(m - inst::kLutHalf - 1) / float(inst::kLutPerUnit);
   for (int k = 0; k < kNumKeypoints; ++k) {
     const float* hk = heat + k * hw;
     const float* sy = shrt + (2 * k) * hw;
@@ -116,6 +124,7 @@ void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
     for (int y = 0; y < h; ++y) {
       for (int x = 0; x < w; ++x) {
         const int64_t i = int64_t(y) * w + x;
+        if (hk[i] < cut) continue;
         const float hv = lut[inst::sigmoid_lut_index(hk[i])];
         if (!(hv >= min_w)) continue;
         inst::splat(inst::f_add(float(y), sy[i]), inst::f_add(float(x), sx[i]), h, w, inst::f_mul(hv, weight), add);
@@ -123,6 +132,50 @@ void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
     }
   }
 }
+
+#ifdef __AVX2__
+// refine_at for eight pixels (y, xs[0..7]) of one row at once: the same IEEE operations in the
+// same order as the scalar version (no FMA), so the results are bit-identical to it and to CUDA.
+// GCC contracts mul+add intrinsics into FMA too: forbid it here.
+__attribute__((optimize("fp-contract=off"))) void refine8(float* my_out, float* mx_out, const float* ly, const float* lx, const int* xs, int y,
+                    const float* sy, const float* sx, int h, int w, int steps) {
+  const __m256i xi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs));
+  __m256 my = _mm256_i32gather_ps(ly, xi, 4), mx = _mm256_i32gather_ps(lx, xi, 4);
+  const __m256 fy = _mm256_set1_ps(float(y)), fx = _mm256_cvtepi32_ps(xi);
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 hmax = _mm256_set1_ps(float(h - 1)), wmax = _mm256_set1_ps(float(w - 1));
+  const __m256i ih = _mm256_set1_epi32(h - 1), iw = _mm256_set1_epi32(w - 1), vw = _mm256_set1_epi32(w);
+  for (int s = 0; s < steps; ++s) {
+    // f_clamp(v, lo, hi) = v > lo ? (v < hi ? v : hi) : lo
+    __m256 py = _mm256_add_ps(fy, my), px = _mm256_add_ps(fx, mx);
+    py = _mm256_blendv_ps(zero, _mm256_blendv_ps(hmax, py, _mm256_cmp_ps(py, hmax, _CMP_LT_OQ)),
+                          _mm256_cmp_ps(py, zero, _CMP_GT_OQ));
+    px = _mm256_blendv_ps(zero, _mm256_blendv_ps(wmax, px, _mm256_cmp_ps(px, wmax, _CMP_LT_OQ)),
+                          _mm256_cmp_ps(px, zero, _CMP_GT_OQ));
+    const __m256 fly = _mm256_floor_ps(py), flx = _mm256_floor_ps(px);
+    const __m256i y0 = _mm256_cvttps_epi32(fly), x0 = _mm256_cvttps_epi32(flx);
+    const __m256i y1 = _mm256_min_epi32(_mm256_add_epi32(y0, _mm256_set1_epi32(1)), ih);
+    const __m256i x1 = _mm256_min_epi32(_mm256_add_epi32(x0, _mm256_set1_epi32(1)), iw);
+    const __m256 ty = _mm256_sub_ps(py, fly), tx = _mm256_sub_ps(px, flx);
+    const __m256 uy = _mm256_sub_ps(one, ty), ux = _mm256_sub_ps(one, tx);
+    const __m256 w00 = _mm256_mul_ps(uy, ux), w01 = _mm256_mul_ps(uy, tx);
+    const __m256 w10 = _mm256_mul_ps(ty, ux), w11 = _mm256_mul_ps(ty, tx);
+    const __m256i r0 = _mm256_mullo_epi32(y0, vw), r1 = _mm256_mullo_epi32(y1, vw);
+    const __m256i i00 = _mm256_add_epi32(r0, x0), i01 = _mm256_add_epi32(r0, x1);
+    const __m256i i10 = _mm256_add_epi32(r1, x0), i11 = _mm256_add_epi32(r1, x1);
+    auto interp = [&](const float* c) {
+      __m256 v = _mm256_mul_ps(w00, _mm256_i32gather_ps(c, i00, 4));
+      v = _mm256_add_ps(v, _mm256_mul_ps(w01, _mm256_i32gather_ps(c, i01, 4)));
+      v = _mm256_add_ps(v, _mm256_mul_ps(w10, _mm256_i32gather_ps(c, i10, 4)));
+      return _mm256_add_ps(v, _mm256_mul_ps(w11, _mm256_i32gather_ps(c, i11, 4)));
+    };
+    my = _mm256_add_ps(my, interp(sy));
+    mx = _mm256_add_ps(mx, interp(sx));
+  }
+  _mm256_storeu_ps(my_out, my);
+  _mm256_storeu_ps(mx_out, mx);
+}
+#endif
 
 template <bool Atomic>
 void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing, const float* lng, const float* shrt,
@@ -140,16 +193,38 @@ void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing
       else
         a[j] += v;
     };
-#pragma omp parallel for schedule(dynamic, 8) if (Atomic)
-    for (int y = 0; y < h; ++y) {
-      for (int x = 0; x < w; ++x) {
-        const int64_t i = int64_t(y) * w + x;
-        if (!thing[i]) continue;
-        float my = ly[i], mx = lx[i];
-        inst::refine_at(my, mx, y, x, sy, sx, h, w, steps);
-        ry[i] = my;
-        rx[i] = mx;
-        if (weight > 0.0f) inst::splat(inst::f_add(float(y), my), inst::f_add(float(x), mx), h, w, weight, add);
+#pragma omp parallel if (Atomic)
+    {
+      std::vector<int> xs(w + 8);
+      std::vector<float> oy(w + 8), ox(w + 8);
+#pragma omp for schedule(dynamic, 8)
+      for (int y = 0; y < h; ++y) {
+        const int64_t row = int64_t(y) * w;
+        int n = 0;
+        for (int x = 0; x < w; ++x) {
+          xs[n] = x;
+          n += thing[row + x] ? 1 : 0;
+        }
+        if (n == 0) continue;
+        int done = 0;
+#ifdef __AVX2__
+        for (; done + 8 <= n; done += 8)
+          refine8(oy.data() + done, ox.data() + done, ly + row, lx + row, xs.data() + done, y, sy, sx, h, w, steps);
+#endif
+        for (; done < n; ++done) {
+          const int64_t i = row + xs[done];
+          float my = ly[i], mx = lx[i];
+          inst::refine_at(my, mx, y, xs[done], sy, sx, h, w, steps);
+          oy[done] = my;
+          ox[done] = mx;
+        }
+        for (int j = 0; j < n; ++j) {
+          const int x = xs[j];
+          ry[row + x] = oy[j];
+          rx[row + x] = ox[j];
+          if (weight > 0.0f)
+            inst::splat(inst::f_add(float(y), oy[j]), inst::f_add(float(x), ox[j]), h, w, weight, add);
+        }
       }
     }
   }
