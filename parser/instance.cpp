@@ -99,9 +99,11 @@ void instance_tables(const std::vector<DetectedInstance>& instances, std::vector
   }
 }
 
+// Returns whether every heatmap logit is finite (checked on the way, as every logit is read).
 template <bool Atomic>
-void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shrt, int h, int w, float min_w,
+bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shrt, int h, int w, float min_w,
                     float weight) {
+  uint32_t bad = 0;
   const float* lut = inst::sigmoid_lut().data();
   const int64_t hw = int64_t(h) * w;
   // Quick exact reject on the raw logit: the table is non-decreasing, so sigmoid_lut_index(l) >=
@@ -120,17 +122,23 @@ void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
       else
         a[i] += v;
     };
-#pragma omp parallel for schedule(static) if (Atomic)
+#pragma omp parallel for schedule(static) if (Atomic) reduction(| : bad)
     for (int y = 0; y < h; ++y) {
+      uint32_t row_bad = 0;
       for (int x = 0; x < w; ++x) {
         const int64_t i = int64_t(y) * w + x;
+        uint32_t u;
+        std::memcpy(&u, hk + i, 4);
+        row_bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
         if (hk[i] < cut) continue;
         const float hv = lut[inst::sigmoid_lut_index(hk[i])];
         if (!(hv >= min_w)) continue;
         inst::splat(inst::f_add(float(y), sy[i]), inst::f_add(float(x), sx[i]), h, w, inst::f_mul(hv, weight), add);
       }
+      bad |= row_bad;
     }
   }
+  return bad == 0;
 }
 
 #ifdef __AVX2__
@@ -349,7 +357,11 @@ PanopticMap build_segments(const FusionStats& st, size_t n, const ClassMap& clas
 }  // namespace inst
 
 // ------------------------------------------------------------------------------------------------
-void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg) {
+namespace {
+// Shapes, dtypes and devices; NaN/Inf (CPU) for heads first_finite..4 (the decoder checks the
+// semantic map and the heatmap itself while reading them).
+void check_head_outputs_from(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
+                             int first_finite) {
   inst::check_config(cfg);
   DL_CHECK(classes.num_classes() > 0, "predict_panoptic: the class map is empty");
   auto hs = heads(out);
@@ -377,18 +389,24 @@ void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const I
                                                << "), got " << x.shape_str());
   }
   if (cfg.check_finite && !sem.is_cuda())
-    for (int t = 0; t < 5; ++t) check_finite_cpu(*hs[t], kHeadNames[t]);
+    for (int t = first_finite; t < 5; ++t) check_finite_cpu(*hs[t], kHeadNames[t]);
+}
+}  // namespace
+
+void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg) {
+  check_head_outputs_from(out, classes, cfg, 0);
 }
 
 namespace {
-void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels) {
+void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels, bool check_finite = false) {
   DL_CHECK(semantic.dim() == 4 && semantic.size(0) == 1 && !semantic.is_cuda(),
            "semantic_argmax: want a CPU [1, K, H, W] tensor, got " << semantic.desc());
   const int64_t K = semantic.size(1), hw = semantic.size(2) * semantic.size(3);
   const float* s = semantic.data<float>();
   labels.resize(hw);
   constexpr int64_t kBlock = 2048;
-#pragma omp parallel for schedule(static)
+  uint32_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
   for (int64_t b = 0; b < hw; b += kBlock) {
     const int64_t n = std::min(kBlock, hw - b);
     float best[kBlock];
@@ -403,7 +421,16 @@ void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels) 
         lab[i] = gt ? int32_t(c) : lab[i];
       }
     }
+    if (check_finite) {
+      uint32_t f = 0;
+      for (int64_t c = 0; c < K; ++c) {
+        const uint32_t* u = reinterpret_cast<const uint32_t*>(s + c * hw + b);
+        for (int64_t i = 0; i < n; ++i) f |= uint32_t((u[i] & 0x7f800000u) == 0x7f800000u);
+      }
+      bad |= f;
+    }
   }
+  if (bad) check_finite_cpu(semantic, "semantic");
 }
 }  // namespace
 
@@ -459,10 +486,13 @@ void vote_scores_into(const HeadOutputs& out, const std::vector<int32_t>& labels
   const bool par = omp_get_max_threads() > 1;
   if (short_weight > 0) {
     const float sw = float(short_weight), mw = float(cfg.min_vote_weight);
-    if (par)
-      vote_short_cpu<true>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw);
-    else
-      vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw);
+    const bool finite =
+        par ? vote_short_cpu<true>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw)
+            : vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw,
+                                    sw);
+    if (!finite && cfg.check_finite) check_finite_cpu(out.heatmap, "heatmap");
+  } else if (cfg.check_finite) {
+    check_finite_cpu(out.heatmap, "heatmap");
   }
   const std::vector<uint8_t> lut = thing_lut(classes);
   thing.resize(hw);
@@ -787,7 +817,7 @@ PanopticMap predict_panoptic(const HeadOutputs& out, const ClassMap& classes, co
                              InferenceTimings* timings) {
   auto t0 = Clock::now(), t = t0;
   InferenceTimings tm;
-  check_head_outputs(out, classes, cfg);
+  check_head_outputs_from(out, classes, cfg, 2);  // semantic and heatmap: checked while read below
   if (out.semantic.is_cuda()) {
 #ifdef DEEPERLAB_WITH_CUDA
     return predict_panoptic_cuda(out, classes, cfg, timings);
@@ -798,7 +828,7 @@ PanopticMap predict_panoptic(const HeadOutputs& out, const ClassMap& classes, co
   tm.check = ms_since(t);
   const int64_t h = out.semantic.size(2), w = out.semantic.size(3);
   Workspace& ws = workspace();
-  semantic_argmax_into(out.semantic, ws.labels);
+  semantic_argmax_into(out.semantic, ws.labels, cfg.check_finite);
   tm.argmax = ms_since(t);
   vote_scores_into(out, ws.labels, classes, cfg, cfg.short_weight, cfg.long_weight, ws.votes, ws.refined, ws.thing);
   tm.refine_vote = ms_since(t);

@@ -445,6 +445,17 @@ TEST_CASE("bad head outputs: NaN/Inf, channel counts, K, batch, dtype, config", 
     o = filled_outputs(4, 5, 6);
     px(o.mid_offsets, 15, 4, 5) = INFINITY;
     REQUIRE_THROWS_WITH(predict_panoptic(o, cm, cfg), Catch::Contains("'mid_offsets'") && Catch::Contains("inf"));
+    o = filled_outputs(4, 5, 6);
+    px(o.semantic, 3, 0, 5) = -INFINITY;
+    REQUIRE_THROWS_WITH(predict_panoptic(o, cm, cfg), Catch::Contains("'semantic'") && Catch::Contains("[0, 3, 0, 5]"));
+    o = filled_outputs(4, 5, 6);
+    px(o.heatmap, 4, 4, 0) = std::nanf("");
+    InferenceConfig long_only;
+    long_only.short_weight = 0;
+    REQUIRE_THROWS_WITH(predict_panoptic(o, cm, long_only), Catch::Contains("'heatmap'") && Catch::Contains("[0, 4, 4, 0]"));
+    o = filled_outputs(4, 5, 6);
+    px(o.long_offsets, 9, 2, 2) = std::nanf("");
+    REQUIRE_THROWS_WITH(check_head_outputs(o, cm, cfg), Catch::Contains("'long_offsets'"));
   }
   {
     HeadOutputs o = filled_outputs(4, 5, 6);
