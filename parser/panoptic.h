@@ -81,6 +81,10 @@ void write_panoptic_png(const std::string& path, const std::vector<int32_t>& ids
 // must be listed (or be 0), ids unique, categories known (when `categories` is non-empty).
 PanopticMap load_panoptic(const std::string& png_path, const PanopticAnnotation& ann,
                           const std::vector<Category>& categories);
+// The same, and the PNG must be expect_height x expect_width (when both are > 0). Segment areas
+// in the result are recounted from the PNG; listed segments absent from the PNG get area 0.
+PanopticMap load_panoptic(const std::string& png_path, const PanopticAnnotation& ann,
+                          const std::vector<Category>& categories, int64_t expect_height, int64_t expect_width);
 
 // RGB images (JPEG/PNG through stb_image): HWC uint8. Errors name the file.
 std::vector<uint8_t> read_rgb(const std::string& path, int64_t& height, int64_t& width);
