@@ -222,16 +222,16 @@ void offset_l1_bwd(T* gx, const T* gy, const T* sum_count, const T* pred, const 
   }
 }
 
-#define DL_INSTANTIATE(T)                                                                                       \
-  template void softmax_ce_fwd<T>(T*, const T*, const int32_t*, const T*, int64_t, int64_t, int64_t);          \
-  template void topk_mask<T>(uint8_t*, T*, const T*, int64_t, int64_t, int64_t);                                \
-  template void softmax_ce_bwd<T>(T*, const T*, const T*, const int32_t*, const T*, const uint8_t*, T, int64_t, \
-                                  int64_t, int64_t);                                                            \
-  template void sigmoid_ce_fwd<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);        \
-  template void sigmoid_ce_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                  int64_t, int64_t);                                                            \
-  template void offset_l1_fwd<T>(T*, const T*, const T*, const T*, T, int64_t, int64_t, int64_t, int64_t);     \
-  template void offset_l1_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, T, int64_t, int64_t,    \
+#define DL_INSTANTIATE(T)                                                                                   \
+  template void softmax_ce_fwd<T>(T*, const T*, const int32_t*, const T*, int64_t, int64_t, int64_t);       \
+  template void topk_mask<T>(uint8_t*, T*, const T*, int64_t, int64_t, int64_t);                            \
+  template void softmax_ce_bwd<T>(T*, const T*, const T*, const int32_t*, const T*, const uint8_t*, T,      \
+                                  int64_t, int64_t, int64_t);                                               \
+  template void sigmoid_ce_fwd<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);    \
+  template void sigmoid_ce_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,   \
+                                  int64_t, int64_t);                                                        \
+  template void offset_l1_fwd<T>(T*, const T*, const T*, const T*, T, int64_t, int64_t, int64_t, int64_t);  \
+  template void offset_l1_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, T, int64_t, int64_t, \
                                  int64_t, int64_t);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
