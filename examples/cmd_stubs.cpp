@@ -9,7 +9,6 @@ namespace dl::cli {
 DL_STUB(synth)
 DL_STUB(train)
 DL_STUB(infer)
-DL_STUB(eval)
 DL_STUB(convert)
 DL_STUB(bench)
 #undef DL_STUB

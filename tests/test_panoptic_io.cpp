@@ -1,11 +1,13 @@
 // COCO panoptic file I/O: JSON round trip, id PNG round trip, load_panoptic validation, RGB
 // reading of corrupt files, and that every error names the file and the entry.
+#include <stb_image_write.h>  // declarations only (stbi_write_force_png_filter); the library implements it
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "parser/panoptic.h"
@@ -98,36 +100,45 @@ TEST_CASE("panoptic json errors name the file and the entry", "[panoptic_io]") {
     write_text(p, text);
     return error_of([&] { read_panoptic_json(p); });
   };
-  const std::string cats = R"("categories":[{"id":1,"name":"a","isthing":1},{"id":2,"name":"b","isthing":0}])";
+  const std::string cats =
+      R"("categories":[{"id":1,"name":"a","isthing":1},{"id":2,"name":"b","isthing":0}])";
 
   std::string e = err("{\"annotations\": [");
   CHECK_THAT(e, Catch::Contains(p) && Catch::Contains("malformed JSON"));
 
   e = err("{" + cats + R"(,"annotations":[{"image_id":1,"file_name":"1.png","segments_info":[]},
       {"image_id":2,"file_name":"2.png","segments_info":[{"id":5,"category_id":1},{"id":6}]}]})");
-  CHECK_THAT(e, Catch::Contains(p) && Catch::Contains("annotations[1]") && Catch::Contains("segments_info[1]") &&
-                    Catch::Contains("missing 'category_id'"));
+  CHECK_THAT(e, Catch::Contains(p) && Catch::Contains("annotations[1]") &&
+                    Catch::Contains("segments_info[1]") && Catch::Contains("missing 'category_id'"));
 
-  e = err("{" + cats + R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":1},{"id":5,"category_id":2}]}]})");
+  e = err(
+      "{" + cats +
+      R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":1},{"id":5,"category_id":2}]}]})");
   CHECK_THAT(e, Catch::Contains("annotations[0]") && Catch::Contains("segments_info[1]") &&
                     Catch::Contains("duplicate segment id 5"));
 
-  e = err("{" + cats + R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":9}]}]})");
+  e = err(
+      "{" + cats +
+      R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":9}]}]})");
   CHECK_THAT(e, Catch::Contains("segments_info[0]") && Catch::Contains("unknown category_id 9"));
 
   e = err(R"({"annotations":[{"image_id":3,"segments_info":[]}]})");
   CHECK_THAT(e, Catch::Contains("annotations[0]") && Catch::Contains("missing 'file_name'"));
 
-  e = err(R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":-2,"category_id":1}]}]})");
+  e = err(
+      R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":-2,"category_id":1}]}]})");
   CHECK_THAT(e, Catch::Contains("segments_info[0]") && Catch::Contains("out of range"));
 
-  e = err(R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":"x","category_id":1}]}]})");
+  e = err(
+      R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":"x","category_id":1}]}]})");
   CHECK_THAT(e, Catch::Contains("'id' must be an integer"));
 
-  e = err(R"({"annotations":[{"image_id":3,"file_name":"a.png","segments_info":[]},{"image_id":3,"file_name":"b.png","segments_info":[]}]})");
+  e = err(
+      R"({"annotations":[{"image_id":3,"file_name":"a.png","segments_info":[]},{"image_id":3,"file_name":"b.png","segments_info":[]}]})");
   CHECK_THAT(e, Catch::Contains("annotations[1]") && Catch::Contains("second annotation for image_id 3"));
 
-  e = err(R"({"images":[{"id":1,"file_name":"1.jpg","width":4,"height":4}],"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[]}]})");
+  e = err(
+      R"({"images":[{"id":1,"file_name":"1.jpg","width":4,"height":4}],"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[]}]})");
   CHECK_THAT(e, Catch::Contains("image_id 3 is not in 'images'"));
 
   e = err(R"({"images":[]})");
@@ -193,8 +204,8 @@ TEST_CASE("load_panoptic validates ids, categories and size", "[panoptic_io]") {
   PanopticAnnotation missing = ann;
   missing.segments.pop_back();
   std::string e = error_of([&] { load_panoptic(p, missing, pj.categories); });
-  CHECK_THAT(e, Catch::Contains("42.png") && Catch::Contains("image_id 42") && Catch::Contains("segment id 70000") &&
-                    Catch::Contains("not in segments_info"));
+  CHECK_THAT(e, Catch::Contains("42.png") && Catch::Contains("image_id 42") &&
+                    Catch::Contains("segment id 70000") && Catch::Contains("not in segments_info"));
 
   PanopticAnnotation dup = ann;
   dup.segments.push_back(dup.segments[0]);
@@ -255,4 +266,52 @@ TEST_CASE("write_file_atomic replaces the whole file", "[panoptic_io]") {
   CHECK(read_text(p) == "second");
   std::string e = error_of([&] { write_file_atomic(d / "no/such/dir/f.txt", "x"); });
   CHECK_THAT(e, Catch::Contains("no/such/dir/f.txt") && Catch::Contains("cannot create"));
+}
+
+TEST_CASE("panoptic png every PNG row filter 0..4, 37x53 flat regions and noise", "[panoptic_io]") {
+  TempDir d;
+  const int64_t h = 37, w = 53;
+  std::vector<int32_t> ids(h * w);
+  uint32_t state = 12345;
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      state = state * 1664525u + 1013904223u;
+      int32_t v = (x < 20 && y < 20) ? 0x00A0B0 : (x > 40 ? int32_t(state >> 8) : 0xFF01FE + int32_t(y / 9));
+      if (y % 11 == 5 && x % 7 == 3) v = 0;
+      ids[y * w + x] = v & 0xFFFFFF;
+    }
+  std::vector<uint8_t> rgb(ids.size() * 3);
+  for (size_t i = 0; i < ids.size(); ++i)
+    for (int k = 0; k < 3; ++k) rgb[3 * i + k] = static_cast<uint8_t>(ids[i] >> (8 * k));
+  for (int f = -1; f <= 4; ++f) {
+    INFO("filter " << f);
+    stbi_write_force_png_filter = f;
+    write_panoptic_png(d / "f.png", ids, h, w);
+    write_rgb_png(d / "g.png", rgb, h, w);
+    stbi_write_force_png_filter = -1;
+    int64_t hh = 0, ww = 0;
+    std::vector<int32_t> back = read_panoptic_png(d / "f.png", hh, ww);
+    REQUIRE(hh == h);
+    REQUIRE(ww == w);
+    size_t bad = 0;
+    while (bad < ids.size() && back[bad] == ids[bad]) ++bad;
+    INFO("first mismatch at pixel " << bad);
+    CHECK(bad == ids.size());
+    CHECK(read_rgb(d / "g.png", hh, ww) == rgb);
+  }
+}
+
+TEST_CASE("panoptic png with corrupt compressed data is rejected", "[panoptic_io]") {
+  TempDir d;
+  std::vector<int32_t> ids(64 * 64);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i * 2654435761u) & 0xFFFFFF;
+  write_panoptic_png(d / "c.png", ids, 64, 64);
+  std::string bytes = read_text(d / "c.png");
+  // Flip bytes in the middle of the IDAT payload.
+  for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 40; ++i)
+    bytes[i] = static_cast<char>(bytes[i] ^ 0x5A);
+  write_text(d / "c.png", bytes);
+  int64_t h = 0, w = 0;
+  std::string e = error_of([&] { read_panoptic_png(d / "c.png", h, w); });
+  CHECK_THAT(e, Catch::Contains("c.png") && Catch::Contains("cannot decode panoptic PNG ("));
 }
