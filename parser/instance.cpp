@@ -683,6 +683,19 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
       // Every instance that can beat or tie `best` has 5 |mean p - mean q_j| <= best: its mean lies
       // in the square of half-side m / 5 around the pixel's mean prediction.
       const float rq = m / 5.0f;
+      // Far-off or non-finite predictions (offsets near the float range): look at every instance.
+      if (!(rq < 1e6f && std::fabs(py) < 1e6f && std::fabs(px) < 1e6f)) {
+        for (int j = 0; j < n; ++j) {
+          const float c = inst::assign_cost(p, kp.data() + 10 * j);
+          if (c < best || (c == best && j < bj)) {
+            best = c;
+            bj = j;
+          }
+        }
+        out[i] = bj;
+        prev = bj;
+        continue;
+      }
       const int cy0 = std::max(0, int(std::floor((py - rq) / cell))), cy1 = std::min(gh - 1, int(std::floor((py + rq) / cell)));
       const int cx0 = std::max(0, int(std::floor((px - rq) / cell))), cx1 = std::min(gw - 1, int(std::floor((px + rq) / cell)));
       auto consider = [&](int j) {

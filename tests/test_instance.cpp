@@ -356,6 +356,9 @@ TEST_CASE("assign_pixels equals brute force: 37 instances, random offsets 61x83,
   for (size_t j = 0; j < inst.size(); ++j)
     for (int k = 0; k < 5; ++k) inst[j].keypoints[k] = {float(py(rng)), float(pxd(rng))};
   inst[7] = inst[3];  // a duplicate instance: ties go to the lower index
+  // Predictions at the float range's end: costs overflow to inf, ties again.
+  for (int c = 0; c < 10; ++c) refined[c * hw + 5] = (c % 2 ? -3e38f : 3e38f);
+  labels[5] = 2;
   auto fast = assign_pixels(labels, refined, inst, cm, h, w);
   auto slow = assign_pixels_bruteforce(labels, refined, inst, cm, h, w);
   int64_t bad = -1;
