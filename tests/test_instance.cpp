@@ -114,7 +114,7 @@ FusionScene hand_scene() {
   s.rect(11, 55, 40, 84, 64);
   s.seg(11, 10);
   // Overlapping boxes: a person ellipse whose box overlaps the second car's box (IoU < 0.5).
-  s.ellipse(12, 95, 75, 14, 10);
+  s.ellipse(12, 95, 70, 14, 10);
   s.seg(12, 11);
   // An L-shaped car with a small person inside its box.
   s.rect(13, 10, 90, 69, 104);
@@ -376,6 +376,14 @@ TEST_CASE("perfect outputs decode to the ground truth: touching, overlapping box
           "[instance]") {
   FusionScene s = hand_scene();
   REQUIRE(s.map.segments.size() == 7);
+  // Cars 10 and 11 touch; the person's box overlaps car 11's box; the small person lies inside the L's box.
+  auto box_of = [&](int32_t id) { return s.map.find(id)->bbox; };
+  auto overlap = [](std::array<int64_t, 4> a, std::array<int64_t, 4> b) {
+    return std::min(a[0] + a[2], b[0] + b[2]) > std::max(a[0], b[0]) &&
+           std::min(a[1] + a[3], b[1] + b[3]) > std::max(a[1], b[1]);
+  };
+  REQUIRE(overlap(box_of(11), box_of(12)));
+  REQUIRE(overlap(box_of(13), box_of(14)));
   PanopticMap pred = decode_gt(s, 10, small_cfg(10));
   require_same_panoptic(s.map, pred);
   REQUIRE(metrics_pq(s.map, pred) == 1.0);
