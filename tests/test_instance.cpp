@@ -464,6 +464,9 @@ TEST_CASE("bad head outputs: NaN/Inf, channel counts, K, batch, dtype, config", 
     InferenceConfig long_only;
     long_only.short_weight = 0;
     REQUIRE_THROWS_WITH(predict_panoptic(o, cm, long_only), Catch::Contains("'heatmap'") && Catch::Contains("[0, 4, 4, 0]"));
+    o = filled_outputs(4, 5, 19);  // wide enough for the vectorised heatmap scan
+    px(o.heatmap, 1, 2, 3) = -INFINITY;
+    REQUIRE_THROWS_WITH(predict_panoptic(o, cm, cfg), Catch::Contains("'heatmap'") && Catch::Contains("[0, 1, 2, 3]"));
     o = filled_outputs(4, 5, 6);
     px(o.long_offsets, 9, 2, 2) = std::nanf("");
     REQUIRE_THROWS_WITH(check_head_outputs(o, cm, cfg), Catch::Contains("'long_offsets'"));
