@@ -9,8 +9,6 @@ namespace dl::cli {
 DL_STUB(synth)
 DL_STUB(train)
 DL_STUB(infer)
-DL_STUB(grad)
-DL_STUB(params)
 DL_STUB(bench)
 #undef DL_STUB
 }  // namespace dl::cli

@@ -52,7 +52,7 @@ struct Targets {
   Tensor heatmap;          // F32 [N, P, H, W]: 1 inside any instance's keypoint disk
   Tensor heatmap_weight;   // F32 [N, 1, H, W]: 0 on void and crowd pixels, 1 elsewhere
   Tensor short_offsets;    // F32 [N, 2P, H, W]: to keypoint k of the nearest instance whose k-disk holds the pixel
-  Tensor short_mask;       // F32 [N, P, H, W]: 1 inside keypoint k's disk
+  Tensor short_mask;       // F32 [N, P, H, W]: 1 inside keypoint k's disk (shares the heatmap's storage)
   Tensor mid_offsets;      // F32 [N, 2E, H, W]: at a pixel of keypoint from(e)'s disk of instance j, to keypoint to(e) of j
   Tensor mid_mask;         // F32 [N, E, H, W]
   Tensor long_offsets;     // F32 [N, 2P, H, W]: from a pixel of instance j to each of j's keypoints
@@ -66,5 +66,12 @@ struct Targets {
 Targets build_targets(const PanopticMap& gt, const ClassMap& classes, const TargetConfig& cfg,
                       const std::string& source = "");
 Targets stack_targets(const std::vector<Targets>& per_image);
+
+// The same targets with the dense instance part (heatmap, offsets, masks, long weight) filled on
+// `device`: per-instance statistics and keypoints come from one CPU pass over the label map, the
+// per-pixel fill runs as a CUDA kernel when `device` is CUDA (Device::CPU gives build_targets).
+// Bit-identical to build_targets.
+Targets build_targets_on(const PanopticMap& gt, const ClassMap& classes, const TargetConfig& cfg, Device device,
+                         const std::string& source = "");
 
 }  // namespace dl
