@@ -30,9 +30,10 @@ constexpr double kTolF32 = 1e-4;  // forward: heads, features, loss, running sta
 // Float32 gradients of this random network are ill-conditioned: forward rounding moves ReLU/ReLU6
 // inputs across their kinks, and the random head weights make every gradient a heavily cancelling
 // sum. PyTorch's own float32 gradients differ from its float64 ones by 0.7% (median over tensors)
-// and 20% (worst tensor) on the f32 case below, and ours differ from PyTorch's float32 ones by the
-// same amounts; so float32 gradients get only a sanity bound, and correctness is decided by the
-// float64 runs (~5e-8 on every gradient).
+// and 20% (worst tensor) on the f32 case below. With the im2col/GEMM convolutions ours agree with
+// PyTorch's float32 gradients to ~4e-5 (they round alike); with the direct loop-nest kernels they
+// differed by the same 0.7% / 20%. That agreement depends on both sides rounding alike, so float32
+// gradients get only a sanity bound, and correctness is decided by the float64 runs (~5e-8).
 constexpr double kTolF32GradMedian = 3e-2;
 constexpr double kTolF32GradMax = 0.5;
 const char* kPython = "/usr/bin/python3";
