@@ -321,3 +321,31 @@ TEST_CASE("gradcheck ASPP + Decoder eval mode (pad, s2d, concat, d2s, crop) 1x8x
       [&](const std::vector<Tensor>& v) { return m.dec->forward(v[0], m.aspp->forward(v[1])); }, inputs, 1e-6,
       1e-5);
 }
+
+TEST_CASE("DeeperLab tiny on CUDA: to(CUDA) keeps handles, forward matches the CPU 1x3x65x65") {
+  DL_REQUIRE_GPU_OR_SKIP();
+  Config c = tiny_config();
+  DeeperLab cpu_model(c.model), gpu_model(c.model);
+  cpu_model.eval();
+  gpu_model.eval();
+  Tensor held = gpu_model.heads->semantic->conv->weight;
+  gpu_model.to(Device::CUDA);
+  REQUIRE(held.is_cuda());
+  for (const auto& [n, t] : gpu_model.state_dict()) {
+    INFO(n);
+    REQUIRE(t.is_cuda());
+  }
+  Rng rng(9);
+  Tensor x = Tensor::uniform({1, 3, 65, 65}, rng, -1, 1);
+  NoGradGuard ng;
+  NamedTensors a = named_heads(cpu_model.forward(x)), b = named_heads(gpu_model.forward(x.to(Device::CUDA)));
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].first);
+    auto d = testing::compare(b[i].second.to(Device::CPU), a[i].second, 1.0);
+    INFO(d.str());
+    REQUIRE(!d.nan);
+    REQUIRE(d.max_rel <= 1e-3);
+  }
+  gpu_model.to(Device::CPU);
+  REQUIRE(!held.is_cuda());
+}
