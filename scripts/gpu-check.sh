@@ -108,7 +108,15 @@ if [ -d "$DEPS_DIR" ]; then
   debs=("$DEPS_DIR"/*.deb)
   shopt -u nullglob
   for d in "${debs[@]}"; do
-    dpkg-deb -x "$d" "$DEPS_ROOT" 2>>"$ENVLOG" || log_env "could not unpack $d"
+    if command -v dpkg-deb >/dev/null 2>&1; then
+      dpkg-deb -x "$d" "$DEPS_ROOT" 2>>"$ENVLOG" || log_env "could not unpack $d"
+    else  # no dpkg: a .deb is an ar archive holding data.tar.{xz,zst,gz}
+      member=$(ar t "$d" 2>/dev/null | grep '^data\.tar' | head -1)
+      case "$member" in
+        *.xz) zflag=-J ;; *.zst) zflag=--zstd ;; *.gz) zflag=-z ;; *) zflag= ;;
+      esac
+      (cd "$DEPS_ROOT" && ar p "$d" "$member" | tar -x $zflag -f -) 2>>"$ENVLOG" || log_env "could not unpack $d"
+    fi
   done
   [ -d "$DEPS_DIR/usr" ] && cp -a "$DEPS_DIR/usr" "$DEPS_ROOT/" 2>/dev/null
   [ -d "$DEPS_ROOT/usr" ] && PREFIXES+=("$DEPS_ROOT/usr")
