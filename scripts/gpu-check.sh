@@ -230,6 +230,7 @@ PREFIX_PATH=$(IFS=';'; echo "${PREFIXES[*]}")
 # ---------------------------------------------------------------- configure, build, test, bench
 step "configure" "$BUILDLOG" 90 cmake -S "$REPO" -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release \
   -DDEEPERLAB_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DDEEPERLAB_TESTS=$TESTS -DDEEPERLAB_BENCH=ON \
+  -DCMAKE_POLICY_VERSION_MINIMUM=3.5 --no-warn-unused-cli \
   ${PREFIX_PATH:+"-DCMAKE_PREFIX_PATH=$PREFIX_PATH"} "${CMAKE_ARGS[@]}"
 CONFIGURED=$?
 BUILT=1
