@@ -286,7 +286,7 @@ fi
   grep -E "deeperlab: (CUDA|cuDNN)" "$BUILDLOG" 2>/dev/null | sort -u | sed 's/^-- /- /'
   [ ${#MISSING[@]} -gt 0 ] && echo "- MISSING dependencies: ${MISSING[*]}"
   [ -n "$SKIPNOTE" ] && echo "- **$SKIPNOTE**"
-  echo "- overall: $([ $FAILED = 0 ] && echo OK || echo 'FAILED (see the table)')"
+  echo "- overall: $([ $FAILED = 0 ] && echo OK || echo FAILED)"
   echo "- total time: $(elapsed) s (budget $BUDGET s)"
   echo
   echo "| step | result | seconds | log |"
