@@ -10,6 +10,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--only", default="")
+    ap.add_argument("--device", default="cuda", help="cpu: a slow dry run of the script itself (wall-clock timing)")
     args = ap.parse_args()
     try:
         import torch
@@ -17,22 +18,31 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"torch import failed: {e}")
         return 1
-    if not torch.cuda.is_available():
+    cpu = args.device == "cpu"
+    if not cpu and not torch.cuda.is_available():
         print(f"torch {torch.__version__} has no usable CUDA device")
         return 1
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     print(f"TORCH_OK {torch.__version__}+cudnn{torch.backends.cudnn.version()}", flush=True)
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
 
     def timed(name, fn):
         if args.only and args.only not in name:
             return
-        for _ in range(3):
+        for _ in range(1 if cpu else 3):
             fn()
-        torch.cuda.synchronize()
         times = []
+        if cpu:
+            import time
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+            print(f"TORCH {name} {sorted(times)[len(times) // 2]:.6f}", flush=True)
+            return
+        torch.cuda.synchronize()
         for _ in range(args.runs):
             a = torch.cuda.Event(enable_timing=True)
             b = torch.cuda.Event(enable_timing=True)
@@ -69,6 +79,18 @@ def main():
             timed(f"pw_bwd_weight_{tag}",
                   lambda: conv_bwd(gy, x, wt, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]))
             del x, wt, gy
+        for cin, cout, hw, stride in [(256, 256, 91, 1), (3, 32, 1441, 2)]:
+            tag = f"{cin}_{cout}_s{stride}"
+            x = torch.randn(1, cin, hw, hw, device=dev)
+            wt = torch.randn(cout, cin, 3, 3, device=dev)
+            y = F.conv2d(x, wt, stride=stride, padding=1)
+            gy = torch.randn_like(y)
+            timed(f"conv3_fwd_{tag}", lambda: F.conv2d(x, wt, stride=stride, padding=1))
+            timed(f"conv3_bwd_input_{tag}", lambda: conv_bwd(gy, x, wt, None, [stride, stride], [1, 1], [1, 1], False,
+                                                             [0, 0], 1, [True, False, False]))
+            timed(f"conv3_bwd_weight_{tag}", lambda: conv_bwd(gy, x, wt, None, [stride, stride], [1, 1], [1, 1], False,
+                                                              [0, 0], 1, [False, True, False]))
+            del x, wt, y, gy
         # TensorFlow channel order: out_c = (dy * b + dx) * C + c.
         b = 4
         x = torch.randn(1, 32, 360, 360, device=dev)
