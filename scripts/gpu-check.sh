@@ -260,6 +260,10 @@ if [ -x "$BUILD/bench_cuda_ops" ]; then
   fi
 fi
 
+# Post-processing and target building on the GPU (CPU rows of the same run for comparison).
+[ -x "$BUILD/bench_fusion" ] && step "bench_fusion (CUDA)" "$BENCHLOG" 60 "$BUILD/bench_fusion" 3 --cuda --no-torch
+[ -x "$BUILD/bench_targets" ] && step "bench_targets (CUDA)" "$BENCHLOG" 40 "$BUILD/bench_targets" 1441 50 5 --cuda
+
 # compute-sanitizer (memcheck) over the CUDA op tests, with whatever time is left.
 if [ "$TESTS" = ON ] && [ -x "$BUILD/test_cuda_ops" ] && command -v compute-sanitizer >/dev/null 2>&1; then
   OPTIONAL=1
