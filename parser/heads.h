@@ -4,6 +4,11 @@
 
 namespace dl {
 
+// Keypoints per instance: centre of mass, top-left, top-right, bottom-left, bottom-right.
+constexpr int kNumKeypoints = 5;
+// Directed edges of the star graph: centre -> each corner, each corner -> centre.
+constexpr int kNumEdges = 8;
+
 struct HeadOutputs {
   Tensor semantic;       // [N, K, H, W] logits
   Tensor heatmap;        // [N, P, H, W] logits (sigmoid at inference)

@@ -16,9 +16,6 @@
 
 namespace dl {
 
-constexpr int64_t kNumKeypoints = 5;  // centre of mass, top-left, top-right, bottom-left, bottom-right
-constexpr int64_t kNumEdges = 8;      // centre -> each corner, each corner -> centre
-
 class DeeperLabHeads : public Module {
  public:
   DeeperLabHeads(int64_t in, const ModelConfig& c, Rng& rng, const BatchNormOptions& bn);

@@ -12,12 +12,11 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "parser/heads.h"
 #include "parser/panoptic.h"
 
 namespace dl {
 
-constexpr int kNumKeypoints = 5;
-constexpr int kNumEdges = 8;
 // Edge e goes from keypoint kEdgeFrom[e] to keypoint kEdgeTo[e].
 constexpr std::array<int, kNumEdges> kEdgeFrom{0, 0, 0, 0, 1, 2, 3, 4};
 constexpr std::array<int, kNumEdges> kEdgeTo{1, 2, 3, 4, 0, 0, 0, 0};
