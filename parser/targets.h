@@ -67,4 +67,11 @@ Targets build_targets(const PanopticMap& gt, const ClassMap& classes, const Targ
                       const std::string& source = "");
 Targets stack_targets(const std::vector<Targets>& per_image);
 
+// The same targets with the dense instance part (heatmap, offsets, masks, long weight) filled on
+// `device`: per-instance statistics and keypoints come from one CPU pass over the label map, the
+// per-pixel fill runs as a CUDA kernel when `device` is CUDA (Device::CPU gives build_targets).
+// Bit-identical to build_targets.
+Targets build_targets_on(const PanopticMap& gt, const ClassMap& classes, const TargetConfig& cfg, Device device,
+                         const std::string& source = "");
+
 }  // namespace dl
