@@ -1,0 +1,200 @@
+// Convolution as matrix products through OpenBLAS: pointwise 1x1 directly on the NCHW planes, dense
+// convolutions through im2col (col2im for grad-input), one image at a time.
+// Non-obvious decision: BLAS is always called from a serial region and runs on OpenBLAS's own thread
+// pool sized to omp_get_max_threads(); the OpenMP loops (im2col, col2im, bias fill) never call BLAS,
+// so the two pools are never nested. The column buffer covers a block of output rows sized to stay
+// under kColBytes, allocated once per call.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/cpu/conv_fast.h"
+
+namespace dl::cpu {
+namespace {
+
+constexpr int64_t kColBytes = int64_t(32) << 20;
+
+// One knob for both pools: OpenBLAS follows OpenMP's thread count (set by OMP_NUM_THREADS or
+// omp_set_num_threads). Only called outside parallel regions.
+void sync_blas_threads() {
+  const int t = omp_get_max_threads();
+  if (openblas_get_num_threads() != t) openblas_set_num_threads(t);
+}
+
+// Row-major C[M,N] = alpha * op(A) * op(B) + beta * C.
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
+                 int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// y[co, :] = bias[co] for one image (so the GEMM can accumulate with beta = 1).
+template <class T> void fill_bias(T* y, const T* bias, int64_t c_out, int64_t hw) {
+#pragma omp parallel for schedule(static)
+  for (int64_t co = 0; co < c_out; ++co) std::fill(y + co * hw, y + (co + 1) * hw, bias[co]);
+}
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+inline void valid_range(int64_t off, int64_t s, int64_t w_in, int64_t w_out, int64_t& lo, int64_t& hi) {
+  lo = std::min(w_out, std::max<int64_t>(0, ceil_div(-off, s)));
+  hi = std::min<int64_t>(w_out, floor_div(w_in - 1 - off, s) + 1);
+  if (hi < lo) hi = lo;
+}
+
+// col[(c*kh + ky)*kw + kx, (oy - oy0)*w_out + ox] = x[c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] (0 outside),
+// for output rows [oy0, oy1) of one image.
+template <class T> void im2col(T* col, const T* x, const ConvGeom& g, int64_t oy0, int64_t oy1) {
+  const int64_t rows = g.c_in * g.kh * g.kw, ncol = (oy1 - oy0) * g.w_out;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t kx = r % g.kw, ky = (r / g.kw) % g.kh, c = r / (g.kw * g.kh);
+    const T* xp = x + c * g.h * g.w;
+    T* cp = col + r * ncol;
+    const int64_t off = kx * g.dil_w - g.pad_w, s = g.stride_w;
+    int64_t lo, hi;
+    valid_range(off, s, g.w, g.w_out, lo, hi);
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      T* dst = cp + (oy - oy0) * g.w_out;
+      const int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dil_h;
+      if (iy < 0 || iy >= g.h) {
+        std::memset(dst, 0, sizeof(T) * g.w_out);
+        continue;
+      }
+      const T* xr = xp + iy * g.w;
+      for (int64_t ox = 0; ox < lo; ++ox) dst[ox] = 0;
+      if (s == 1)
+        std::memcpy(dst + lo, xr + lo + off, sizeof(T) * (hi - lo));
+      else
+        for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = xr[ox * s + off];
+      for (int64_t ox = hi; ox < g.w_out; ++ox) dst[ox] = 0;
+    }
+  }
+}
+
+// gx[c, ...] += the entries of col that im2col read from it; parallel over c so each thread owns
+// its gx plane.
+template <class T> void col2im_add(T* gx, const T* col, const ConvGeom& g, int64_t oy0, int64_t oy1) {
+  const int64_t ncol = (oy1 - oy0) * g.w_out;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < g.c_in; ++c) {
+    T* __restrict gxp = gx + c * g.h * g.w;
+    for (int64_t ky = 0; ky < g.kh; ++ky)
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        const T* __restrict cp = col + ((c * g.kh + ky) * g.kw + kx) * ncol;
+        const int64_t off = kx * g.dil_w - g.pad_w, s = g.stride_w;
+        int64_t lo, hi;
+        valid_range(off, s, g.w, g.w_out, lo, hi);
+        for (int64_t oy = oy0; oy < oy1; ++oy) {
+          const int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dil_h;
+          if (iy < 0 || iy >= g.h) continue;
+          T* gxr = gxp + iy * g.w;
+          const T* src = cp + (oy - oy0) * g.w_out;
+#pragma omp simd
+          for (int64_t ox = lo; ox < hi; ++ox) gxr[ox * s + off] += src[ox];
+        }
+      }
+  }
+}
+
+// Output rows per column block: as many as fit in kColBytes, at least one.
+template <class T> int64_t rows_per_block(const ConvGeom& g) {
+  const int64_t row_bytes = g.c_in * g.kh * g.kw * g.w_out * int64_t(sizeof(T));
+  return std::clamp<int64_t>(kColBytes / std::max<int64_t>(row_bytes, 1), 1, g.h_out);
+}
+
+}  // namespace
+
+// ---- pointwise: per image Y[cout, HW] = W[cout, cin] * X[cin, HW] ----
+template <class T> void conv2d_fwd_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
+  sync_blas_threads();
+  const int64_t hw = g.h * g.w;
+  for (int64_t n = 0; n < g.n; ++n) {
+    T* yn = y + n * g.c_out * hw;
+    if (bias) fill_bias(yn, bias, g.c_out, hw);
+    gemm(false, false, g.c_out, hw, g.c_in, w, g.c_in, x + n * g.c_in * hw, hw, bias ? T(1) : T(0), yn, hw);
+  }
+}
+
+template <class T> void conv2d_bwd_input_pointwise(T* gx, const T* gy, const T* w, const ConvGeom& g) {
+  sync_blas_threads();
+  const int64_t hw = g.h * g.w;
+  for (int64_t n = 0; n < g.n; ++n)  // gX[cin, HW] = W^T * gY
+    gemm(true, false, g.c_in, hw, g.c_out, w, g.c_in, gy + n * g.c_out * hw, hw, T(0), gx + n * g.c_in * hw, hw);
+}
+
+template <class T> void conv2d_bwd_weight_pointwise(T* gw, const T* gy, const T* x, const ConvGeom& g) {
+  sync_blas_threads();
+  const int64_t hw = g.h * g.w;
+  for (int64_t n = 0; n < g.n; ++n)  // gW[cout, cin] += gY * X^T
+    gemm(false, true, g.c_out, g.c_in, hw, gy + n * g.c_out * hw, hw, x + n * g.c_in * hw, hw, n ? T(1) : T(0), gw,
+         g.c_in);
+}
+
+// ---- dense: per image and block of output rows, Y[cout, rows] = W[cout, cin*kh*kw] * col ----
+template <class T> void conv2d_fwd_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
+  sync_blas_threads();
+  const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
+  std::vector<T> col(size_t(k * rb * g.w_out));
+  for (int64_t n = 0; n < g.n; ++n) {
+    T* yn = y + n * g.c_out * ohw;
+    if (bias) fill_bias(yn, bias, g.c_out, ohw);
+    for (int64_t oy0 = 0; oy0 < g.h_out; oy0 += rb) {
+      const int64_t oy1 = std::min(g.h_out, oy0 + rb), nc = (oy1 - oy0) * g.w_out;
+      im2col(col.data(), x + n * g.c_in * g.h * g.w, g, oy0, oy1);
+      gemm(false, false, g.c_out, nc, k, w, k, col.data(), nc, bias ? T(1) : T(0), yn + oy0 * g.w_out, ohw);
+    }
+  }
+}
+
+template <class T> void conv2d_bwd_input_im2col(T* gx, const T* gy, const T* w, const ConvGeom& g) {
+  sync_blas_threads();
+  const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
+  std::vector<T> col(size_t(k * rb * g.w_out));
+  std::memset(gx, 0, sizeof(T) * g.n * g.c_in * g.h * g.w);
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy0 = 0; oy0 < g.h_out; oy0 += rb) {
+      const int64_t oy1 = std::min(g.h_out, oy0 + rb), nc = (oy1 - oy0) * g.w_out;
+      // col[K, rows] = W^T * gY[:, rows]
+      gemm(true, false, k, nc, g.c_out, w, k, gy + n * g.c_out * ohw + oy0 * g.w_out, ohw, T(0), col.data(), nc);
+      col2im_add(gx + n * g.c_in * g.h * g.w, col.data(), g, oy0, oy1);
+    }
+}
+
+template <class T> void conv2d_bwd_weight_im2col(T* gw, const T* gy, const T* x, const ConvGeom& g) {
+  sync_blas_threads();
+  const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
+  std::vector<T> col(size_t(k * rb * g.w_out));
+  bool first = true;
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy0 = 0; oy0 < g.h_out; oy0 += rb) {
+      const int64_t oy1 = std::min(g.h_out, oy0 + rb), nc = (oy1 - oy0) * g.w_out;
+      im2col(col.data(), x + n * g.c_in * g.h * g.w, g, oy0, oy1);
+      // gW[cout, K] += gY[:, rows] * col^T
+      gemm(false, true, g.c_out, k, nc, gy + n * g.c_out * ohw + oy0 * g.w_out, ohw, col.data(), nc,
+           first ? T(0) : T(1), gw, k);
+      first = false;
+    }
+}
+
+#define DL_INST(T)                                                                          \
+  template void conv2d_fwd_pointwise<T>(T*, const T*, const T*, const T*, const ConvGeom&);  \
+  template void conv2d_bwd_input_pointwise<T>(T*, const T*, const T*, const ConvGeom&);      \
+  template void conv2d_bwd_weight_pointwise<T>(T*, const T*, const T*, const ConvGeom&);     \
+  template void conv2d_fwd_im2col<T>(T*, const T*, const T*, const T*, const ConvGeom&);     \
+  template void conv2d_bwd_input_im2col<T>(T*, const T*, const T*, const ConvGeom&);         \
+  template void conv2d_bwd_weight_im2col<T>(T*, const T*, const T*, const ConvGeom&);
+DL_INST(float)
+DL_INST(double)
+#undef DL_INST
+
+}  // namespace dl::cpu
