@@ -1,6 +1,6 @@
 // CUDA fill of the dense instance targets (see cuda/targets.h). One thread per pixel; each thread
 // scans every instance's keypoints (J x 5 distance tests, J ~ 50: a few ms at 1441x1441) and
-// writes all 55 output channels of its pixel, so no atomics and no ordering issues. Distances in
+// writes all 50 output channels of its pixel, so no atomics and no ordering issues. Distances in
 // double, as on the CPU, so the nearest-instance choice is identical.
 #include "cuda/targets.h"
 
@@ -16,7 +16,7 @@ __constant__ int c_edge_from[kE] = {0, 0, 0, 0, 1, 2, 3, 4};
 __constant__ int c_edge_to[kE] = {1, 2, 3, 4, 0, 0, 0, 0};
 
 __global__ void instance_targets_fwd_kernel(float* __restrict__ heat, float* __restrict__ short_off,
-                                            float* __restrict__ short_mask, float* __restrict__ mid_off,
+                                            float* __restrict__ mid_off,
                                             float* __restrict__ mid_mask, float* __restrict__ long_off,
                                             float* __restrict__ long_w, const int32_t* __restrict__ inst,
                                             const float* __restrict__ kps, const float* __restrict__ inv_sqrt,
@@ -59,7 +59,6 @@ __global__ void instance_targets_fwd_kernel(float* __restrict__ heat, float* __r
   for (int k = 0; k < kP; ++k) {
     const int j = owner[k];
     heat[k * hw + p] = j >= 0 ? 1.0f : 0.0f;
-    short_mask[k * hw + p] = j >= 0 ? 1.0f : 0.0f;
     short_off[(2 * k) * hw + p] = j >= 0 ? kps[(j * kP + k) * 2] - fy : 0.0f;
     short_off[(2 * k + 1) * hw + p] = j >= 0 ? kps[(j * kP + k) * 2 + 1] - fx : 0.0f;
   }
@@ -74,7 +73,7 @@ __global__ void instance_targets_fwd_kernel(float* __restrict__ heat, float* __r
 
 }  // namespace
 
-void instance_targets_fwd(float* heatmap, float* short_off, float* short_mask, float* mid_off, float* mid_mask,
+void instance_targets_fwd(float* heatmap, float* short_off, float* mid_off, float* mid_mask,
                           float* long_off, float* long_weight, const int32_t* inst, const float* keypoints,
                           const float* inv_sqrt_area, int64_t num_inst, int64_t h, int64_t w, double radius,
                           cudaStream_t s) {
@@ -85,7 +84,7 @@ void instance_targets_fwd(float* heatmap, float* short_off, float* short_mask, f
   const int threads = 256;
   const int64_t blocks = (hw + threads - 1) / threads;
   const double r = radius;
-  instance_targets_fwd_kernel<<<unsigned(blocks), threads, 0, s>>>(heatmap, short_off, short_mask, mid_off, mid_mask,
+  instance_targets_fwd_kernel<<<unsigned(blocks), threads, 0, s>>>(heatmap, short_off, mid_off, mid_mask,
                                                                     long_off, long_weight, inst, keypoints,
                                                                     inv_sqrt_area, int(num_inst), int(h), int(w),
                                                                     r * r);

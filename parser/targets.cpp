@@ -13,6 +13,9 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #ifdef DEEPERLAB_WITH_CUDA
 #include "cuda/targets.h"
 #endif
@@ -35,6 +38,25 @@ int32_t ClassMap::to_train_id(int32_t category_id) const {
 }
 
 namespace {
+
+// The targets of a 1441x1441 image are ~450 MB of fresh memory per image; with 4 KB pages the
+// first-touch page faults cost more than filling it. Ask for transparent huge pages on large
+// fresh buffers (a no-op where THP is off or the memory is already mapped).
+void advise_huge_pages(const Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (t.device() != Device::CPU || t.nbytes() < 2 * kHuge) return;
+  const uintptr_t b = reinterpret_cast<uintptr_t>(t.raw_data()), e = b + t.nbytes();
+  const uintptr_t hb = (b + kHuge - 1) & ~(kHuge - 1), he = e & ~(kHuge - 1);
+  if (he > hb) madvise(reinterpret_cast<void*>(hb), he - hb, MADV_HUGEPAGE);
+#endif
+}
+
+Tensor empty_huge(const Shape& s, DType dt, Device d) {
+  Tensor t = Tensor::empty(s, dt, d);
+  advise_huge_pages(t);
+  return t;
+}
 
 constexpr int32_t kNoInstance = -1;
 constexpr int32_t kCrowd = -2;
@@ -148,15 +170,15 @@ PixelPass pixel_pass(const PanopticMap& gt, const ClassMap& classes, const Targe
     if (seg_inst[s] >= 0 && stats[s].count < cfg.small_area) seg_weight[s] = float(cfg.small_weight);
 
   // Pass 2: semantic label, semantic weight, heatmap weight, instance index per pixel.
-  out.semantic = Tensor::empty({1, h, w}, DType::I32);
-  out.semantic_weight = Tensor::empty({1, h, w}, DType::F32);
-  out.heatmap_weight = Tensor::empty({1, 1, h, w}, DType::F32);
-  out.inst.resize(hw);
+  out.semantic = empty_huge({1, h, w}, DType::I32, Device::CPU);
+  out.semantic_weight = empty_huge({1, h, w}, DType::F32, Device::CPU);
+  out.heatmap_weight = empty_huge({1, 1, h, w}, DType::F32, Device::CPU);
+  out.inst = std::move(seg);  // converted in place: segment index -> instance index
   int32_t* sem = out.semantic.data<int32_t>();
   float* semw = out.semantic_weight.data<float>();
   float* hmw = out.heatmap_weight.data<float>();
   for (int64_t p = 0; p < hw; ++p) {
-    const int32_t s = seg[p];
+    const int32_t s = out.inst[p];
     if (s < 0) {
       sem[p] = -1;
       semw[p] = 0.0f;
@@ -181,14 +203,12 @@ int edges_from(int k, int* edges) {
   return n;
 }
 
-void fill_instances_cpu(const PixelPass& pp, double radius, float* heat, float* short_off, float* short_mask,
-                        float* mid_off, float* mid_mask, float* long_off, float* long_w) {
+void fill_instances_cpu(const PixelPass& pp, double radius, float* heat, float* short_off, float* mid_off, float* mid_mask, float* long_off, float* long_w) {
   const int64_t h = pp.h, w = pp.w, hw = h * w;
   const auto& inst = pp.instances;
   const int64_t nj = int64_t(inst.size());
   std::memset(heat, 0, sizeof(float) * kNumKeypoints * hw);
   std::memset(short_off, 0, sizeof(float) * 2 * kNumKeypoints * hw);
-  std::memset(short_mask, 0, sizeof(float) * kNumKeypoints * hw);
   std::memset(mid_off, 0, sizeof(float) * 2 * kNumEdges * hw);
   std::memset(mid_mask, 0, sizeof(float) * kNumEdges * hw);
 
@@ -254,8 +274,7 @@ void fill_instances_cpu(const PixelPass& pp, double radius, float* heat, float* 
           const int64_t p = y * w + x;
           if (owner[p] != j) continue;
           owner[p] = -1;  // written once; also resets the buffer for the next keypoint
-          heat[k * hw + p] = 1.0f;
-          short_mask[k * hw + p] = 1.0f;
+          heat[k * hw + p] = 1.0f;  // also the short-range mask (same tensor)
           short_off[(2 * k) * hw + p] = kp[0] - float(y);
           short_off[(2 * k + 1) * hw + p] = kp[1] - float(x);
           for (int i = 0; i < ne; ++i) {
@@ -276,13 +295,13 @@ Targets assemble(const PixelPass& pp, Device device) {
   t.semantic = pp.semantic.to(device);
   t.semantic_weight = pp.semantic_weight.to(device);
   t.heatmap_weight = pp.heatmap_weight.to(device);
-  t.heatmap = Tensor::empty({1, kNumKeypoints, h, w}, DType::F32, device);
-  t.short_offsets = Tensor::empty({1, 2 * kNumKeypoints, h, w}, DType::F32, device);
-  t.short_mask = Tensor::empty({1, kNumKeypoints, h, w}, DType::F32, device);
-  t.mid_offsets = Tensor::empty({1, 2 * kNumEdges, h, w}, DType::F32, device);
-  t.mid_mask = Tensor::empty({1, kNumEdges, h, w}, DType::F32, device);
-  t.long_offsets = Tensor::empty({1, 2 * kNumKeypoints, h, w}, DType::F32, device);
-  t.long_weight = Tensor::empty({1, 1, h, w}, DType::F32, device);
+  t.heatmap = empty_huge({1, kNumKeypoints, h, w}, DType::F32, device);
+  t.short_offsets = empty_huge({1, 2 * kNumKeypoints, h, w}, DType::F32, device);
+  t.short_mask = t.heatmap;  // identical by definition (disk union minus crowd): shared, not copied
+  t.mid_offsets = empty_huge({1, 2 * kNumEdges, h, w}, DType::F32, device);
+  t.mid_mask = empty_huge({1, kNumEdges, h, w}, DType::F32, device);
+  t.long_offsets = empty_huge({1, 2 * kNumKeypoints, h, w}, DType::F32, device);
+  t.long_weight = empty_huge({1, 1, h, w}, DType::F32, device);
   return t;
 }
 
@@ -293,7 +312,7 @@ Targets build_targets(const PanopticMap& gt, const ClassMap& classes, const Targ
   PixelPass pp = pixel_pass(gt, classes, cfg, source);
   Targets t = assemble(pp, Device::CPU);
   fill_instances_cpu(pp, cfg.radius, t.heatmap.data<float>(), t.short_offsets.data<float>(),
-                     t.short_mask.data<float>(), t.mid_offsets.data<float>(), t.mid_mask.data<float>(),
+                     t.mid_offsets.data<float>(), t.mid_mask.data<float>(),
                      t.long_offsets.data<float>(), t.long_weight.data<float>());
   t.instances.push_back(std::move(pp.instances));
   return t;
@@ -317,10 +336,10 @@ Targets build_targets_on(const PanopticMap& gt, const ClassMap& classes, const T
   Tensor d_inst = Tensor::from_vector(pp.inst, {pp.h, pp.w}, device);
   Tensor d_kps = Tensor::from_vector(kps, {int64_t(kps.size())}, device);
   Tensor d_inv = Tensor::from_vector(inv_sqrt, {int64_t(inv_sqrt.size())}, device);
-  cuda::instance_targets_fwd(t.heatmap.data<float>(), t.short_offsets.data<float>(), t.short_mask.data<float>(),
-                             t.mid_offsets.data<float>(), t.mid_mask.data<float>(), t.long_offsets.data<float>(),
-                             t.long_weight.data<float>(), d_inst.data<int32_t>(), d_kps.data<float>(),
-                             d_inv.data<float>(), nj, pp.h, pp.w, cfg.radius, cuda::stream());
+  cuda::instance_targets_fwd(t.heatmap.data<float>(), t.short_offsets.data<float>(), t.mid_offsets.data<float>(),
+                             t.mid_mask.data<float>(), t.long_offsets.data<float>(), t.long_weight.data<float>(),
+                             d_inst.data<int32_t>(), d_kps.data<float>(), d_inv.data<float>(), nj, pp.h, pp.w,
+                             cfg.radius, cuda::stream());
   cuda::check_after_op("build_targets_on");
   t.instances.push_back(std::move(pp.instances));
   return t;
@@ -340,9 +359,12 @@ void for_each_tensor(Targets& t, F f) {
 
 Targets Targets::to(Device d) const {
   Targets out = *this;
+  const bool shared = short_mask.defined() && short_mask.same(heatmap);
+  if (shared) out.short_mask = Tensor();
   for_each_tensor(out, [d](Tensor& x) {
     if (x.defined()) x = x.to(d);
   });
+  if (shared) out.short_mask = out.heatmap;  // keep the heatmap / short mask sharing
   return out;
 }
 
@@ -357,9 +379,16 @@ Targets stack_targets(const std::vector<Targets>& per_image) {
     size_t f = 0;
     for_each_tensor(c, [&](Tensor& x) { fields[f++].push_back(x); });
   }
+  bool shared = true;  // heatmap and short mask share storage: stack once
+  for (const Targets& t : per_image) shared = shared && t.short_mask.same(t.heatmap);
+  const size_t short_mask_field = 5;
   Targets out;
   std::vector<Tensor> stacked;
   for (size_t f = 0; f < nf; ++f) {
+    if (shared && f == short_mask_field) {
+      stacked.emplace_back();
+      continue;
+    }
     const Tensor& first = fields[f][0];
     DL_CHECK(first.defined(), "stack_targets: image 0 has an undefined target tensor");
     Shape s = first.shape();
@@ -381,6 +410,7 @@ Targets stack_targets(const std::vector<Targets>& per_image) {
   }
   size_t f = 0;
   for_each_tensor(out, [&](Tensor& x) { x = stacked[f++]; });
+  if (shared) out.short_mask = out.heatmap;
   for (const Targets& t : per_image)
     for (const auto& v : t.instances) out.instances.push_back(v);
   return out;

@@ -52,7 +52,7 @@ struct Targets {
   Tensor heatmap;          // F32 [N, P, H, W]: 1 inside any instance's keypoint disk
   Tensor heatmap_weight;   // F32 [N, 1, H, W]: 0 on void and crowd pixels, 1 elsewhere
   Tensor short_offsets;    // F32 [N, 2P, H, W]: to keypoint k of the nearest instance whose k-disk holds the pixel
-  Tensor short_mask;       // F32 [N, P, H, W]: 1 inside keypoint k's disk
+  Tensor short_mask;       // F32 [N, P, H, W]: 1 inside keypoint k's disk (shares the heatmap's storage)
   Tensor mid_offsets;      // F32 [N, 2E, H, W]: at a pixel of keypoint from(e)'s disk of instance j, to keypoint to(e) of j
   Tensor mid_mask;         // F32 [N, E, H, W]
   Tensor long_offsets;     // F32 [N, 2P, H, W]: from a pixel of instance j to each of j's keypoints

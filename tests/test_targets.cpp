@@ -82,6 +82,7 @@ TEST_CASE("targets of one rectangle 20x30 R=3: keypoints, disks, offsets", "[tar
   REQUIRE(t.long_weight.shape() == Shape{1, 1, 20, 30});
   REQUIRE(t.instances.size() == 1);
   REQUIRE(t.instances[0].size() == 1);
+  REQUIRE(t.short_mask.same(t.heatmap));
   const GtInstance& g = t.instances[0][0];
   REQUIRE(g.segment_id == 2);
   REQUIRE(g.train_id == 2);
@@ -312,6 +313,7 @@ TEST_CASE("stack_targets concatenates along N and to(CPU) keeps values", "[targe
   REQUIRE(s.instances.size() == 2);
   REQUIRE(s.semantic.select0(1).to_vector<int32_t>() == b.semantic.select0(0).to_vector<int32_t>());
   REQUIRE(s.long_offsets.select0(0).to_vector<float>() == a.long_offsets.select0(0).to_vector<float>());
+  REQUIRE(s.short_mask.same(s.heatmap));  // equal by definition, stored once
   Targets c = s.to(Device::CPU);
   REQUIRE(c.heatmap.to_vector<float>() == s.heatmap.to_vector<float>());
   Targets other = build_targets(random_scene(10, 11, 2, 2), cm, cfg);
