@@ -242,7 +242,12 @@ Sample augment(const Sample& s, const AugmentOptions& opt, Rng& rng) {
   DL_CHECK(opt.min_scale > 0 && opt.max_scale >= opt.min_scale,
            "augment: bad scale range " << opt.min_scale << ".." << opt.max_scale);
   // Draw every random number up front, in a fixed order, so the stream does not depend on sizes.
-  const double scale = rng.uniform(opt.min_scale, opt.max_scale);
+  const double u = rng.uniform();
+  double scale = opt.min_scale + u * (opt.max_scale - opt.min_scale);
+  if (opt.scale_step > 0) {
+    const int64_t n = static_cast<int64_t>(std::floor((opt.max_scale - opt.min_scale) / opt.scale_step + 1e-9)) + 1;
+    scale = opt.min_scale + opt.scale_step * std::min<int64_t>(n - 1, static_cast<int64_t>(u * n));
+  }
   const double ry = rng.uniform(), rx = rng.uniform();
   const bool flip = opt.flip && rng.bernoulli(0.5);
   Sample sc = s;

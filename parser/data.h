@@ -81,6 +81,7 @@ struct AugmentOptions {
   bool enabled = true;
   int64_t crop_height = 0, crop_width = 0;  // 0 = keep the (scaled) size, no crop or pad
   double min_scale = 0.5, max_scale = 2.0;
+  double scale_step = 0;  // > 0: scales min, min + step, ..., max (DeepLab's discrete scales)
   bool flip = true;
 };
 
