@@ -1,0 +1,812 @@
+// CPU reference of instance prediction and panoptic fusion, and the host side of the CUDA path
+// (which runs the same stages as kernels from cuda/fusion.cu and shares grouping and the segment
+// table with the CPU code here).
+//
+// The non-obvious decision: no stage allocates per pixel, and pixel assignment evaluates an
+// instance only when the exact lower bound 5 |mean(p) - mean(q_j)| <= sum_k |p_k - q_jk| (triangle
+// inequality) cannot rule it out, which makes it nearly O(1) per pixel yet equal to brute force.
+#include "parser/instance.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "cuda/fusion.h"
+
+namespace dl {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point& t) {
+  const auto now = Clock::now();
+  const double ms = std::chrono::duration<double, std::milli>(now - t).count();
+  t = now;
+  return ms;
+}
+
+const char* kHeadNames[5] = {"semantic", "heatmap", "long_offsets", "short_offsets", "mid_offsets"};
+
+std::array<const Tensor*, 5> heads(const HeadOutputs& out) {
+  return {&out.semantic, &out.heatmap, &out.long_offsets, &out.short_offsets, &out.mid_offsets};
+}
+
+// [0, c, y, x] of a flat index into a [1, C, H, W] tensor.
+std::string index_str(int64_t i, int64_t h, int64_t w) {
+  std::ostringstream os;
+  os << "[0, " << i / (h * w) << ", " << (i / w) % h << ", " << i % w << "]";
+  return os.str();
+}
+
+void check_finite_cpu(const Tensor& t, const char* name) {
+  const float* p = t.data<float>();
+  const int64_t n = t.numel();
+  uint32_t bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static)
+  for (int64_t b = 0; b < n; b += 4096) {
+    const int64_t e = std::min(n, b + 4096);
+    uint32_t f = 0;
+    for (int64_t i = b; i < e; ++i) {
+      uint32_t u;
+      std::memcpy(&u, p + i, 4);
+      f |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+    }
+    bad |= f;
+  }
+  if (!bad) return;
+  for (int64_t i = 0; i < n; ++i)
+    DL_CHECK(std::isfinite(p[i]), "predict_panoptic: head output '" << name << "' " << t.shape_str()
+                                                                     << " holds a non-finite value " << p[i] << " at "
+                                                                     << index_str(i, t.size(2), t.size(3)));
+}
+
+std::vector<uint8_t> thing_lut(const ClassMap& classes) {
+  std::vector<uint8_t> lut(classes.num_classes());
+  for (int32_t c = 0; c < classes.num_classes(); ++c) lut[c] = classes.isthing(c) ? 1 : 0;
+  return lut;
+}
+
+std::array<float, 10> instance_kp(const DetectedInstance& d) {
+  std::array<float, 10> q;
+  for (int k = 0; k < kNumKeypoints; ++k) {
+    q[2 * k] = d.keypoints[k][0];
+    q[2 * k + 1] = d.keypoints[k][1];
+  }
+  return q;
+}
+
+// Instance keypoints as 2P floats each, and their means (for the assignment lower bound).
+void instance_tables(const std::vector<DetectedInstance>& instances, std::vector<float>& kp, std::vector<float>& bar) {
+  kp.resize(instances.size() * 10);
+  bar.resize(instances.size() * 2);
+  for (size_t j = 0; j < instances.size(); ++j) {
+    auto q = instance_kp(instances[j]);
+    std::copy(q.begin(), q.end(), kp.begin() + j * 10);
+    float sy = 0, sx = 0;
+    for (int k = 0; k < kNumKeypoints; ++k) {
+      sy += q[2 * k];
+      sx += q[2 * k + 1];
+    }
+    bar[2 * j] = sy / 5.0f;
+    bar[2 * j + 1] = sx / 5.0f;
+  }
+}
+
+template <bool Atomic>
+void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shrt, int h, int w, float min_w,
+                    float weight) {
+  const float* lut = inst::sigmoid_lut().data();
+  const int64_t hw = int64_t(h) * w;
+  for (int k = 0; k < kNumKeypoints; ++k) {
+    const float* hk = heat + k * hw;
+    const float* sy = shrt + (2 * k) * hw;
+    const float* sx = shrt + (2 * k + 1) * hw;
+    unsigned long long* a = acc + k * hw;
+    auto add = [a](int64_t i, unsigned long long v) {
+      if (Atomic)
+        __atomic_fetch_add(a + i, v, __ATOMIC_RELAXED);
+      else
+        a[i] += v;
+    };
+#pragma omp parallel for schedule(static) if (Atomic)
+    for (int y = 0; y < h; ++y) {
+      for (int x = 0; x < w; ++x) {
+        const int64_t i = int64_t(y) * w + x;
+        const float hv = lut[inst::sigmoid_lut_index(hk[i])];
+        if (!(hv >= min_w)) continue;
+        inst::splat(inst::f_add(float(y), sy[i]), inst::f_add(float(x), sx[i]), h, w, inst::f_mul(hv, weight), add);
+      }
+    }
+  }
+}
+
+template <bool Atomic>
+void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing, const float* lng, const float* shrt,
+                   int h, int w, int steps, float weight) {
+  const int64_t hw = int64_t(h) * w;
+#pragma omp parallel for schedule(dynamic, 8) if (Atomic)
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      const int64_t i = int64_t(y) * w + x;
+      if (!thing[i]) continue;
+      for (int k = 0; k < kNumKeypoints; ++k) {
+        float my = lng[(2 * k) * hw + i], mx = lng[(2 * k + 1) * hw + i];
+        inst::refine_at(my, mx, y, x, shrt + (2 * k) * hw, shrt + (2 * k + 1) * hw, h, w, steps);
+        refined[(2 * k) * hw + i] = my;
+        refined[(2 * k + 1) * hw + i] = mx;
+        if (weight > 0.0f) {
+          unsigned long long* a = acc + k * hw;
+          inst::splat(inst::f_add(float(y), my), inst::f_add(float(x), mx), h, w, weight,
+                      [a](int64_t j, unsigned long long v) {
+                        if (Atomic)
+                          __atomic_fetch_add(a + j, v, __ATOMIC_RELAXED);
+                        else
+                          a[j] += v;
+                      });
+        }
+      }
+    }
+  }
+}
+
+// The predicted keypoints p (2P floats) of thing pixel i at (y, x).
+inline void predicted_keypoints(float* p, const float* refined, int64_t hw, int64_t i, int y, int x) {
+  for (int k = 0; k < kNumKeypoints; ++k) {
+    p[2 * k] = inst::f_add(float(y), refined[(2 * k) * hw + i]);
+    p[2 * k + 1] = inst::f_add(float(x), refined[(2 * k + 1) * hw + i]);
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+namespace inst {
+
+const std::vector<float>& sigmoid_lut() {
+  static const std::vector<float> lut = [] {
+    std::vector<float> t(kLutSize);
+    for (int i = 0; i < kLutSize; ++i) t[i] = float(1.0 / (1.0 + std::exp(-double(i - kLutHalf) / kLutPerUnit)));
+    return t;
+  }();
+  return lut;
+}
+
+void check_config(const InferenceConfig& cfg) {
+  DL_CHECK(cfg.radius > 0 && std::isfinite(cfg.radius), "inference config: radius must be > 0, got " << cfg.radius);
+  DL_CHECK(cfg.refine_steps >= 0 && cfg.refine_steps <= 100,
+           "inference config: refine_steps must be in [0, 100], got " << cfg.refine_steps);
+  DL_CHECK(cfg.short_weight >= 0 && cfg.long_weight >= 0 && cfg.short_weight + cfg.long_weight > 0 &&
+               cfg.short_weight <= 1000 && cfg.long_weight <= 1000,
+           "inference config: score weights must be in [0, 1000] and not both 0, got short "
+               << cfg.short_weight << " long " << cfg.long_weight);
+  DL_CHECK(cfg.keypoint_threshold >= 0 && std::isfinite(cfg.keypoint_threshold),
+           "inference config: keypoint_threshold must be >= 0, got " << cfg.keypoint_threshold);
+  DL_CHECK(cfg.nms_radius >= 0 && std::isfinite(cfg.nms_radius),
+           "inference config: nms_radius must be >= 0, got " << cfg.nms_radius);
+  DL_CHECK(cfg.box_nms_iou >= 0 && cfg.box_nms_iou <= 1,
+           "inference config: box_nms_iou must be in [0, 1], got " << cfg.box_nms_iou);
+  DL_CHECK(cfg.min_area >= 0, "inference config: min_area must be >= 0, got " << cfg.min_area);
+  DL_CHECK(cfg.min_vote_weight >= 0 && cfg.min_vote_weight <= 1,
+           "inference config: min_vote_weight must be in [0, 1], got " << cfg.min_vote_weight);
+}
+
+double vote_scale(const InferenceConfig& cfg) { return 1.0 / (double(kVoteScale) * kPi * cfg.radius * cfg.radius); }
+
+unsigned long long threshold_acc(const InferenceConfig& cfg) {
+  return static_cast<unsigned long long>(std::floor(cfg.keypoint_threshold / vote_scale(cfg)));
+}
+
+bool candidate_before(const KeypointCandidate& a, const KeypointCandidate& b) {
+  if (a.acc != b.acc) return a.acc > b.acc;
+  if (a.keypoint != b.keypoint) return a.keypoint < b.keypoint;
+  if (a.y != b.y) return a.y < b.y;
+  return a.x < b.x;
+}
+
+std::vector<DetectedInstance> group_sorted(const std::vector<KeypointCandidate>& sorted, const InferenceConfig& cfg,
+                                           double scale, const std::function<void(size_t, Proposal&)>& expand) {
+  std::vector<DetectedInstance> found;
+  const double r2 = cfg.nms_radius * cfg.nms_radius;
+  for (size_t c = 0; c < sorted.size(); ++c) {
+    const KeypointCandidate& cand = sorted[c];
+    bool reject = false;
+    for (const auto& d : found) {
+      const double dy = double(d.keypoints[cand.keypoint][0]) - cand.y;
+      const double dx = double(d.keypoints[cand.keypoint][1]) - cand.x;
+      if (dy * dy + dx * dx <= r2) {
+        reject = true;
+        break;
+      }
+    }
+    if (reject) continue;
+    Proposal p;
+    expand(c, p);
+    DetectedInstance d;
+    unsigned long long sum = 0;
+    for (int k = 0; k < kNumKeypoints; ++k) {
+      d.keypoints[k] = {p.kp[2 * k], p.kp[2 * k + 1]};
+      sum += p.acc[k];
+    }
+    d.score = double(sum) * scale / kNumKeypoints;
+    d.seed_keypoint = cand.keypoint;
+    found.push_back(d);
+  }
+  return box_nms(std::move(found), cfg.box_nms_iou);
+}
+
+PanopticMap build_segments(const FusionStats& st, size_t n, const ClassMap& classes, const InferenceConfig& cfg,
+                           int64_t height, int64_t width, std::vector<int32_t>& owner_to_id) {
+  const int32_t K = classes.num_classes();
+  PanopticMap pm;
+  pm.height = height;
+  pm.width = width;
+  owner_to_id.assign(K + n, 0);
+  int32_t next = 1;
+  auto add = [&](size_t owner, int32_t train_id) {
+    const int64_t area = st.area[owner];
+    if (area == 0 || area < cfg.min_area) return;
+    SegmentInfo s;
+    s.id = next++;
+    s.category_id = classes.classes[train_id].id;
+    s.area = area;
+    s.bbox = {st.x0[owner], st.y0[owner], st.x1[owner] - st.x0[owner] + 1, st.y1[owner] - st.y0[owner] + 1};
+    owner_to_id[owner] = s.id;
+    pm.segments.push_back(s);
+  };
+  for (int32_t c = 0; c < K; ++c)
+    if (!classes.isthing(c)) add(c, c);
+  for (size_t j = 0; j < n; ++j) {
+    const int64_t* v = st.class_votes.data() + j * K;
+    int32_t best = 0;
+    for (int32_t c = 1; c < K; ++c)
+      if (v[c] > v[best]) best = c;
+    add(K + j, best);
+  }
+  return pm;
+}
+
+}  // namespace inst
+
+// ------------------------------------------------------------------------------------------------
+void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg) {
+  inst::check_config(cfg);
+  DL_CHECK(classes.num_classes() > 0, "predict_panoptic: the class map is empty");
+  auto hs = heads(out);
+  for (int t = 0; t < 5; ++t)
+    DL_CHECK(hs[t]->defined(), "predict_panoptic: head output '" << kHeadNames[t] << "' is undefined");
+  const Tensor& sem = out.semantic;
+  DL_CHECK(sem.dim() == 4 && sem.size(0) == 1,
+           "predict_panoptic: semantic must be [1, K, H, W] (one image), got " << sem.shape_str());
+  const int64_t h = sem.size(2), w = sem.size(3);
+  DL_CHECK(h > 0 && w > 0 && h * w < (int64_t(1) << 31) / 16,
+           "predict_panoptic: image size " << h << "x" << w << " out of range");
+  const int64_t want[5] = {classes.num_classes(), kNumKeypoints, 2 * kNumKeypoints, 2 * kNumKeypoints,
+                           2 * kNumEdges};
+  for (int t = 0; t < 5; ++t) {
+    const Tensor& x = *hs[t];
+    DL_CHECK(x.dtype() == DType::F32, "predict_panoptic: head output '" << kHeadNames[t] << "' must be F32, got "
+                                                                        << x.desc());
+    DL_CHECK(x.device() == sem.device(), "predict_panoptic: head output '" << kHeadNames[t] << "' is on "
+                                                                           << device_name(x.device())
+                                                                           << " but semantic is on "
+                                                                           << device_name(sem.device()));
+    DL_CHECK(x.shape() == (Shape{1, want[t], h, w}),
+             "predict_panoptic: head output '" << kHeadNames[t] << "' must be " << shape_str({1, want[t], h, w})
+                                               << " (" << (t == 0 ? "K = number of classes" : "P = 5, E = 8")
+                                               << "), got " << x.shape_str());
+  }
+  if (cfg.check_finite && !sem.is_cuda())
+    for (int t = 0; t < 5; ++t) check_finite_cpu(*hs[t], kHeadNames[t]);
+}
+
+std::vector<int32_t> semantic_argmax(const Tensor& semantic) {
+  DL_CHECK(semantic.dim() == 4 && semantic.size(0) == 1 && !semantic.is_cuda(),
+           "semantic_argmax: want a CPU [1, K, H, W] tensor, got " << semantic.desc());
+  const int64_t K = semantic.size(1), hw = semantic.size(2) * semantic.size(3);
+  const float* s = semantic.data<float>();
+  std::vector<int32_t> labels(hw);
+  constexpr int64_t kBlock = 2048;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < hw; b += kBlock) {
+    const int64_t n = std::min(kBlock, hw - b);
+    float best[kBlock];
+    int32_t* lab = labels.data() + b;
+    std::copy(s + b, s + b + n, best);
+    std::fill(lab, lab + n, 0);
+    for (int64_t c = 1; c < K; ++c) {
+      const float* p = s + c * hw + b;
+      for (int64_t i = 0; i < n; ++i) {
+        const bool gt = p[i] > best[i];
+        best[i] = gt ? p[i] : best[i];
+        lab[i] = gt ? int32_t(c) : lab[i];
+      }
+    }
+  }
+  return labels;
+}
+
+Tensor refine_offsets(const Tensor& offsets, const Tensor& short_offsets, const std::vector<int>& target, int steps) {
+  DL_CHECK(offsets.dim() == 4 && offsets.size(0) == 1 && !offsets.is_cuda() && offsets.dtype() == DType::F32,
+           "refine_offsets: want a CPU F32 [1, 2C, H, W] tensor, got " << offsets.desc());
+  const int64_t h = offsets.size(2), w = offsets.size(3), hw = h * w;
+  DL_CHECK(short_offsets.shape() == (Shape{1, 2 * kNumKeypoints, h, w}) && !short_offsets.is_cuda(),
+           "refine_offsets: short offsets must be CPU [1, 10, " << h << ", " << w << "], got " << short_offsets.desc());
+  DL_CHECK(int64_t(target.size()) * 2 == offsets.size(1),
+           "refine_offsets: " << target.size() << " targets for " << offsets.size(1) << " channels");
+  Tensor r = offsets.clone();
+  float* m = r.data<float>();
+  const float* s = short_offsets.data<float>();
+  for (size_t c = 0; c < target.size(); ++c) {
+    const int l = target[c];
+    DL_CHECK(l >= 0 && l < kNumKeypoints, "refine_offsets: target keypoint " << l << " out of range");
+#pragma omp parallel for schedule(static)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        const int64_t i = y * w + x;
+        inst::refine_at(m[(2 * c) * hw + i], m[(2 * c + 1) * hw + i], int(y), int(x), s + (2 * l) * hw,
+                        s + (2 * l + 1) * hw, int(h), int(w), steps);
+      }
+  }
+  return r;
+}
+
+VoteMaps vote_scores(const HeadOutputs& out, const std::vector<int32_t>& labels, const ClassMap& classes,
+                     const InferenceConfig& cfg, double short_weight, double long_weight,
+                     std::vector<float>* refined_long) {
+  DL_CHECK(!out.semantic.is_cuda(), "vote_scores: CPU head outputs expected");
+  const int h = int(out.semantic.size(2)), w = int(out.semantic.size(3));
+  const int64_t hw = int64_t(h) * w;
+  DL_CHECK(int64_t(labels.size()) == hw, "vote_scores: " << labels.size() << " labels for " << h << "x" << w);
+  VoteMaps v;
+  v.height = h;
+  v.width = w;
+  v.scale = inst::vote_scale(cfg);
+  v.acc.assign(size_t(kNumKeypoints) * hw, 0ull);
+  const bool par = omp_get_max_threads() > 1;
+  if (short_weight > 0) {
+    const float sw = float(short_weight), mw = float(cfg.min_vote_weight);
+    if (par)
+      vote_short_cpu<true>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw);
+    else
+      vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw);
+  }
+  std::vector<uint8_t> lut = thing_lut(classes), thing(hw);
+  for (int64_t i = 0; i < hw; ++i) thing[i] = lut[labels[i]];
+  std::vector<float> local;
+  std::vector<float>& ref = refined_long ? *refined_long : local;
+  ref.assign(size_t(2 * kNumKeypoints) * hw, 0.0f);
+  if (par)
+    vote_long_cpu<true>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
+                        out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
+  else
+    vote_long_cpu<false>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
+                         out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
+  return v;
+}
+
+VoteMaps vote_scores(const HeadOutputs& out, const std::vector<int32_t>& labels, const ClassMap& classes,
+                     const InferenceConfig& cfg, double short_weight, double long_weight) {
+  return vote_scores(out, labels, classes, cfg, short_weight, long_weight, nullptr);
+}
+
+std::vector<KeypointCandidate> find_candidates(const VoteMaps& votes, double threshold) {
+  const int64_t h = votes.height, w = votes.width, hw = h * w;
+  const unsigned long long thr = static_cast<unsigned long long>(std::floor(threshold / votes.scale));
+  std::vector<KeypointCandidate> all;
+  for (int k = 0; k < kNumKeypoints; ++k) {
+    const unsigned long long* a = votes.acc.data() + k * hw;
+#pragma omp parallel
+    {
+      std::vector<KeypointCandidate> mine;
+#pragma omp for schedule(static) nowait
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+          const unsigned long long v = a[y * w + x];
+          if (v <= thr) continue;
+          bool is_max = true;
+          for (int64_t yy = std::max<int64_t>(0, y - 1); yy <= std::min(h - 1, y + 1) && is_max; ++yy)
+            for (int64_t xx = std::max<int64_t>(0, x - 1); xx <= std::min(w - 1, x + 1); ++xx)
+              if (a[yy * w + xx] > v) {
+                is_max = false;
+                break;
+              }
+          if (is_max) mine.push_back({k, int32_t(y), int32_t(x), v, double(v) * votes.scale});
+        }
+#pragma omp critical
+      all.insert(all.end(), mine.begin(), mine.end());
+    }
+  }
+  std::sort(all.begin(), all.end(), inst::candidate_before);
+  return all;
+}
+
+std::vector<DetectedInstance> group_instances(const std::vector<KeypointCandidate>& candidates, const VoteMaps& votes,
+                                              const HeadOutputs& out, const InferenceConfig& cfg) {
+  const int h = int(votes.height), w = int(votes.width);
+  const float* mid = out.mid_offsets.data<float>();
+  const float* shrt = out.short_offsets.data<float>();
+  return inst::group_sorted(candidates, cfg, votes.scale, [&](size_t c, inst::Proposal& p) {
+    const auto& cand = candidates[c];
+    inst::expand_candidate(cand.keypoint, cand.y, cand.x, mid, shrt, votes.acc.data(), h, w, cfg.refine_steps, p);
+  });
+}
+
+std::vector<DetectedInstance> box_nms(std::vector<DetectedInstance> instances, double iou_threshold) {
+  std::stable_sort(instances.begin(), instances.end(),
+                   [](const DetectedInstance& a, const DetectedInstance& b) { return a.score > b.score; });
+  struct Box {
+    double y0, x0, y1, x1;
+  };
+  auto box_of = [](const DetectedInstance& d) {
+    Box b{1e30, 1e30, -1e30, -1e30};
+    for (const auto& k : d.keypoints) {
+      b.y0 = std::min(b.y0, double(k[0]));
+      b.y1 = std::max(b.y1, double(k[0]));
+      b.x0 = std::min(b.x0, double(k[1]));
+      b.x1 = std::max(b.x1, double(k[1]));
+    }
+    return b;  // pixel centres: the box covers [y0, y1 + 1) x [x0, x1 + 1)
+  };
+  std::vector<DetectedInstance> kept;
+  std::vector<Box> kept_boxes;
+  for (const auto& d : instances) {
+    const Box b = box_of(d);
+    const double area = (b.y1 - b.y0 + 1) * (b.x1 - b.x0 + 1);
+    bool drop = false;
+    for (const Box& o : kept_boxes) {
+      const double ih = std::min(b.y1, o.y1) - std::max(b.y0, o.y0) + 1;
+      const double iw = std::min(b.x1, o.x1) - std::max(b.x0, o.x0) + 1;
+      if (ih <= 0 || iw <= 0) continue;
+      const double inter = ih * iw, oarea = (o.y1 - o.y0 + 1) * (o.x1 - o.x0 + 1);
+      if (inter / (area + oarea - inter) > iou_threshold) {
+        drop = true;
+        break;
+      }
+    }
+    if (drop) continue;
+    kept.push_back(d);
+    kept_boxes.push_back(b);
+  }
+  return kept;
+}
+
+std::vector<int32_t> assign_pixels_bruteforce(const std::vector<int32_t>& labels, const std::vector<float>& refined_long,
+                                              const std::vector<DetectedInstance>& instances, const ClassMap& classes,
+                                              int64_t height, int64_t width) {
+  const int64_t hw = height * width;
+  std::vector<int32_t> out(hw, -1);
+  if (instances.empty()) return out;
+  std::vector<float> kp, bar;
+  instance_tables(instances, kp, bar);
+  const auto lut = thing_lut(classes);
+  for (int64_t y = 0; y < height; ++y)
+    for (int64_t x = 0; x < width; ++x) {
+      const int64_t i = y * width + x;
+      if (!lut[labels[i]]) continue;
+      float p[10];
+      predicted_keypoints(p, refined_long.data(), hw, i, int(y), int(x));
+      float best = 0;
+      int32_t bj = -1;
+      for (size_t j = 0; j < instances.size(); ++j) {
+        const float c = inst::assign_cost(p, kp.data() + 10 * j);
+        if (bj < 0 || c < best) {
+          best = c;
+          bj = int32_t(j);
+        }
+      }
+      out[i] = bj;
+    }
+  return out;
+}
+
+std::vector<int32_t> assign_pixels(const std::vector<int32_t>& labels, const std::vector<float>& refined_long,
+                                   const std::vector<DetectedInstance>& instances, const ClassMap& classes,
+                                   int64_t height, int64_t width) {
+  const int64_t hw = height * width;
+  std::vector<int32_t> out(hw, -1);
+  const int n = int(instances.size());
+  if (n == 0) return out;
+  std::vector<float> kp, bar;
+  instance_tables(instances, kp, bar);
+  const auto lut = thing_lut(classes);
+  const float* ref = refined_long.data();
+#pragma omp parallel
+  {
+    std::vector<float> lb(n);
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t y = 0; y < height; ++y)
+      for (int64_t x = 0; x < width; ++x) {
+        const int64_t i = y * width + x;
+        if (!lut[labels[i]]) continue;
+        float p[10];
+        predicted_keypoints(p, ref, hw, i, int(y), int(x));
+        const float py = (p[0] + p[2] + p[4] + p[6] + p[8]) / 5.0f;
+        const float px = (p[1] + p[3] + p[5] + p[7] + p[9]) / 5.0f;
+        int j0 = 0;
+        for (int j = 0; j < n; ++j) {
+          const float dy = py - bar[2 * j], dx = px - bar[2 * j + 1];
+          lb[j] = 25.0f * (dy * dy + dx * dx);  // (5 |mean p - mean q_j|)^2
+          if (lb[j] < lb[j0]) j0 = j;
+        }
+        float best = inst::assign_cost(p, kp.data() + 10 * j0);
+        int bj = j0;
+        // Float rounding may make the computed bound exceed the true one slightly: keep a margin.
+        auto bound = [](float b) {
+          const float m = b * 1.0001f + 0.01f;
+          return m * m;
+        };
+        float b2 = bound(best);
+        for (int j = 0; j < n; ++j) {
+          if (j == j0 || lb[j] > b2) continue;
+          const float c = inst::assign_cost(p, kp.data() + 10 * j);
+          if (c < best || (c == best && j < bj)) {
+            best = c;
+            bj = j;
+            b2 = bound(best);
+          }
+        }
+        out[i] = bj;
+      }
+  }
+  return out;
+}
+
+PanopticMap fuse_panoptic(const std::vector<int32_t>& labels, const std::vector<int32_t>& assignment,
+                          size_t num_instances, const ClassMap& classes, const InferenceConfig& cfg, int64_t height,
+                          int64_t width) {
+  const int32_t K = classes.num_classes();
+  const int64_t hw = height * width;
+  const size_t n = num_instances, owners = K + n;
+  const auto lut = thing_lut(classes);
+  std::vector<int32_t> owner(hw);
+  inst::FusionStats st;
+  st.area.assign(owners, 0);
+  st.y0.assign(owners, INT32_MAX);
+  st.x0.assign(owners, INT32_MAX);
+  st.y1.assign(owners, -1);
+  st.x1.assign(owners, -1);
+  st.class_votes.assign(n * K, 0);
+#pragma omp parallel
+  {
+    inst::FusionStats t;
+    t.area.assign(owners, 0);
+    t.y0.assign(owners, INT32_MAX);
+    t.x0.assign(owners, INT32_MAX);
+    t.y1.assign(owners, -1);
+    t.x1.assign(owners, -1);
+    t.class_votes.assign(n * K, 0);
+#pragma omp for schedule(static)
+    for (int64_t y = 0; y < height; ++y)
+      for (int64_t x = 0; x < width; ++x) {
+        const int64_t i = y * width + x;
+        const int32_t l = labels[i];
+        int32_t o;
+        if (!lut[l]) {
+          o = l;
+        } else {
+          const int32_t a = assignment[i];
+          o = a >= 0 ? K + a : -1;
+          if (a >= 0) ++t.class_votes[size_t(a) * K + l];
+        }
+        owner[i] = o;
+        if (o < 0) continue;
+        ++t.area[o];
+        t.y0[o] = std::min(t.y0[o], int32_t(y));
+        t.y1[o] = std::max(t.y1[o], int32_t(y));
+        t.x0[o] = std::min(t.x0[o], int32_t(x));
+        t.x1[o] = std::max(t.x1[o], int32_t(x));
+      }
+#pragma omp critical
+    {
+      for (size_t o = 0; o < owners; ++o) {
+        st.area[o] += t.area[o];
+        st.y0[o] = std::min(st.y0[o], t.y0[o]);
+        st.x0[o] = std::min(st.x0[o], t.x0[o]);
+        st.y1[o] = std::max(st.y1[o], t.y1[o]);
+        st.x1[o] = std::max(st.x1[o], t.x1[o]);
+      }
+      for (size_t i = 0; i < n * K; ++i) st.class_votes[i] += t.class_votes[i];
+    }
+  }
+  std::vector<int32_t> owner_to_id;
+  PanopticMap pm = inst::build_segments(st, n, classes, cfg, height, width, owner_to_id);
+  pm.ids.resize(hw);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < hw; ++i) pm.ids[i] = owner[i] < 0 ? 0 : owner_to_id[owner[i]];
+  return pm;
+}
+
+#ifdef DEEPERLAB_WITH_CUDA
+namespace {
+PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
+                                  InferenceTimings* timings);
+}
+#endif
+
+PanopticMap predict_panoptic(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
+                             InferenceTimings* timings) {
+  auto t0 = Clock::now(), t = t0;
+  InferenceTimings tm;
+  check_head_outputs(out, classes, cfg);
+  if (out.semantic.is_cuda()) {
+#ifdef DEEPERLAB_WITH_CUDA
+    return predict_panoptic_cuda(out, classes, cfg, timings);
+#else
+    DL_FAIL("predict_panoptic: CUDA head outputs in a build without CUDA");
+#endif
+  }
+  tm.check = ms_since(t);
+  const int64_t h = out.semantic.size(2), w = out.semantic.size(3);
+  const std::vector<int32_t> labels = semantic_argmax(out.semantic);
+  tm.argmax = ms_since(t);
+  std::vector<float> refined;
+  const VoteMaps votes = vote_scores(out, labels, classes, cfg, cfg.short_weight, cfg.long_weight, &refined);
+  tm.refine_vote = ms_since(t);
+  const auto candidates = find_candidates(votes, cfg.keypoint_threshold);
+  tm.candidates = ms_since(t);
+  const auto instances = group_instances(candidates, votes, out, cfg);
+  tm.grouping = ms_since(t);
+  const auto assignment = assign_pixels(labels, refined, instances, classes, h, w);
+  tm.assign = ms_since(t);
+  PanopticMap pm = fuse_panoptic(labels, assignment, instances.size(), classes, cfg, h, w);
+  tm.fusion = ms_since(t);
+  tm.total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (timings) *timings = tm;
+  return pm;
+}
+
+}  // namespace dl
+
+// ------------------------------------------------------------------------------------------------
+#ifdef DEEPERLAB_WITH_CUDA
+namespace dl {
+namespace {
+
+// A device buffer of `bytes` bytes held by a U8 tensor (caching allocator, freed on scope exit).
+struct DeviceBuf {
+  Tensor t;
+  explicit DeviceBuf(size_t bytes) : t(Tensor::empty({int64_t(std::max<size_t>(bytes, 1))}, DType::U8, Device::CUDA)) {}
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(t.raw_data());
+  }
+};
+
+template <class T>
+DeviceBuf upload(const std::vector<T>& v) {
+  DeviceBuf b(v.size() * sizeof(T));
+  if (!v.empty()) cuda::memcpy_h2d(b.as<void>(), v.data(), v.size() * sizeof(T));
+  return b;
+}
+
+PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
+                                  InferenceTimings* timings) {
+  auto t0 = Clock::now(), t = t0;
+  InferenceTimings tm;
+  auto stage = [&](double& slot) {
+    if (!timings) return;
+    cuda::synchronize();
+    slot = ms_since(t);
+  };
+  cudaStream_t s = cuda::stream();
+  const int K = int(classes.num_classes());
+  const int h = int(out.semantic.size(2)), w = int(out.semantic.size(3));
+  const int64_t hw = int64_t(h) * w;
+  auto hs = heads(out);
+  if (cfg.check_finite) {
+    std::vector<unsigned long long> first(5);
+    for (int k = 0; k < 5; ++k) first[k] = static_cast<unsigned long long>(hs[k]->numel());
+    DeviceBuf d_first = upload(first);
+    for (int k = 0; k < 5; ++k)
+      cuda::fusion_check_finite(d_first.as<unsigned long long>() + k, hs[k]->data<float>(), hs[k]->numel(), s);
+    cuda::memcpy_d2h(first.data(), d_first.as<void>(), 5 * sizeof(unsigned long long));
+    for (int k = 0; k < 5; ++k)
+      if (first[k] < static_cast<unsigned long long>(hs[k]->numel())) {
+        float v = 0;
+        cuda::memcpy_d2h(&v, hs[k]->data<float>() + first[k], sizeof(float));
+        DL_FAIL("predict_panoptic: head output '" << kHeadNames[k] << "' " << hs[k]->shape_str()
+                                                  << " holds a non-finite value " << v << " at "
+                                                  << index_str(int64_t(first[k]), h, w));
+      }
+  }
+  stage(tm.check);
+  // Argmax and the thing mask.
+  DeviceBuf d_thing_lut = upload(thing_lut(classes));
+  DeviceBuf d_labels(hw * 4), d_thing(hw);
+  cuda::fusion_argmax(d_labels.as<int32_t>(), d_thing.as<uint8_t>(), out.semantic.data<float>(),
+                      d_thing_lut.as<uint8_t>(), K, hw, s);
+  stage(tm.argmax);
+  // Refinement and votes.
+  DeviceBuf d_acc(size_t(kNumKeypoints) * hw * 8), d_refined(size_t(2 * kNumKeypoints) * hw * 4);
+  cuda::memset_zero(d_acc.as<void>(), size_t(kNumKeypoints) * hw * 8);
+  DeviceBuf d_lut = upload(inst::sigmoid_lut());
+  if (cfg.short_weight > 0)
+    cuda::fusion_vote_short(d_acc.as<unsigned long long>(), out.heatmap.data<float>(), out.short_offsets.data<float>(),
+                            d_lut.as<float>(), h, w, float(cfg.min_vote_weight), float(cfg.short_weight), s);
+  cuda::fusion_vote_long(d_acc.as<unsigned long long>(), d_refined.as<float>(), d_thing.as<uint8_t>(),
+                         out.long_offsets.data<float>(), out.short_offsets.data<float>(), h, w, cfg.refine_steps,
+                         float(cfg.long_weight), s);
+  stage(tm.refine_vote);
+  // Candidates: compacted on the device, expanded into proposals there, ordered on the host.
+  const double scale = inst::vote_scale(cfg);
+  const unsigned long long thr = inst::threshold_acc(cfg);
+  int capacity = 1 << 14, count = 0;
+  DeviceBuf d_count(4);
+  std::unique_ptr<DeviceBuf> d_list;
+  for (;;) {
+    d_list = std::make_unique<DeviceBuf>(size_t(capacity) * 4);
+    cuda::memset_zero(d_count.as<void>(), 4);
+    cuda::fusion_candidates(d_count.as<int>(), d_list->as<int>(), capacity, d_acc.as<unsigned long long>(), h, w, thr,
+                            s);
+    cuda::memcpy_d2h(&count, d_count.as<void>(), 4);
+    if (count <= capacity) break;
+    capacity = count;
+  }
+  std::vector<int> list(count);
+  std::vector<inst::Proposal> proposals(count);
+  if (count > 0) {
+    cuda::memcpy_d2h(list.data(), d_list->as<void>(), size_t(count) * 4);
+    DeviceBuf d_prop(size_t(count) * sizeof(inst::Proposal));
+    cuda::fusion_expand(d_prop.as<inst::Proposal>(), d_list->as<int>(), count, out.mid_offsets.data<float>(),
+                        out.short_offsets.data<float>(), d_acc.as<unsigned long long>(), h, w, cfg.refine_steps, s);
+    cuda::memcpy_d2h(proposals.data(), d_prop.as<void>(), size_t(count) * sizeof(inst::Proposal));
+  }
+  std::vector<KeypointCandidate> cands(count);
+  std::vector<size_t> order(count);
+  for (int c = 0; c < count; ++c) {
+    const int k = int(list[c] / hw);
+    const int64_t i = list[c] % hw;
+    const unsigned long long a = proposals[c].acc[k];
+    cands[c] = {k, int32_t(i / w), int32_t(i % w), a, double(a) * scale};
+  }
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return inst::candidate_before(cands[a], cands[b]); });
+  std::vector<KeypointCandidate> sorted(count);
+  for (int c = 0; c < count; ++c) sorted[c] = cands[order[c]];
+  stage(tm.candidates);
+  const auto instances = inst::group_sorted(sorted, cfg, scale,
+                                            [&](size_t c, inst::Proposal& p) { p = proposals[order[c]]; });
+  stage(tm.grouping);
+  // Assignment and per-owner statistics on the device; the segment table on the host.
+  const int n = int(instances.size());
+  std::vector<float> kp, bar;
+  instance_tables(instances, kp, bar);
+  DeviceBuf d_kp = upload(kp), d_bar = upload(bar), d_owner(hw * 4);
+  cuda::fusion_assign(d_owner.as<int32_t>(), d_labels.as<int32_t>(), d_thing.as<uint8_t>(), d_refined.as<float>(),
+                      d_kp.as<float>(), d_bar.as<float>(), n, K, h, w, s);
+  stage(tm.assign);
+  const size_t owners = size_t(K) + n;
+  DeviceBuf d_area(owners * 8), d_bbox(owners * 16), d_votes(std::max<size_t>(size_t(n) * K, 1) * 8);
+  cuda::fusion_stats(d_area.as<unsigned long long>(), d_bbox.as<int>(), d_votes.as<unsigned long long>(),
+                     d_owner.as<int32_t>(), d_labels.as<int32_t>(), K, n, h, w, s);
+  std::vector<unsigned long long> area(owners), votes(size_t(n) * K);
+  std::vector<int> bbox(owners * 4);
+  cuda::memcpy_d2h(area.data(), d_area.as<void>(), owners * 8);
+  cuda::memcpy_d2h(bbox.data(), d_bbox.as<void>(), owners * 16);
+  if (n > 0) cuda::memcpy_d2h(votes.data(), d_votes.as<void>(), votes.size() * 8);
+  inst::FusionStats st;
+  st.area.assign(area.begin(), area.end());
+  st.y0.assign(bbox.begin(), bbox.begin() + owners);
+  st.x0.assign(bbox.begin() + owners, bbox.begin() + 2 * owners);
+  st.y1.assign(bbox.begin() + 2 * owners, bbox.begin() + 3 * owners);
+  st.x1.assign(bbox.begin() + 3 * owners, bbox.end());
+  st.class_votes.assign(votes.begin(), votes.end());
+  std::vector<int32_t> owner_to_id;
+  PanopticMap pm = inst::build_segments(st, n, classes, cfg, h, w, owner_to_id);
+  DeviceBuf d_o2i = upload(owner_to_id), d_ids(hw * 4);
+  cuda::fusion_ids(d_ids.as<int32_t>(), d_owner.as<int32_t>(), d_o2i.as<int32_t>(), hw, s);
+  pm.ids.resize(hw);
+  cuda::memcpy_d2h(pm.ids.data(), d_ids.as<void>(), hw * 4);
+  stage(tm.fusion);
+  tm.total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (timings) *timings = tm;
+  return pm;
+}
+
+}  // namespace
+}  // namespace dl
+#endif
