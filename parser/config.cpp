@@ -89,8 +89,10 @@ void validate(const Config& c, const std::string& source) {
   DL_CHECK(m.width_multiplier > 0, "config " << source << ": model.width_multiplier must be > 0");
   DL_CHECK(m.backbone_kernel_size >= 1 && m.backbone_kernel_size % 2 == 1,
            "config " << source << ": model.backbone_kernel_size must be odd, got " << m.backbone_kernel_size);
-  DL_CHECK(!m.decoder_widths.empty() && m.decoder_widths.back() % 16 == 0,
-           "config " << source << ": model.decoder_widths must be non-empty with the last divisible by 16");
+  const int64_t block = m.output_stride / 4;
+  DL_CHECK(!m.decoder_widths.empty() && m.decoder_widths.back() % (block * block) == 0,
+           "config " << source << ": model.decoder_widths must be non-empty with the last divisible by "
+                     << block * block << " (output_stride / 4, squared)");
   for (int64_t v : {m.aspp_channels, m.low_level_channels, m.semantic_head_width, m.instance_head_width,
                     m.num_classes, m.decoder_kernel_size, m.head_kernel_size, m.xception_middle_units})
     DL_CHECK(v >= 1, "config " << source << ": model widths, kernels and counts must be >= 1, got " << v);

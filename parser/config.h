@@ -16,12 +16,12 @@ using DoubleList = std::vector<double>;
   X(std::string, backbone, "mobilenet_v2", "xception71 | mobilenet_v2")                                        \
   X(double, width_multiplier, 1.0, "backbone channel multiplier (torchvision's _make_divisible(c * w, 8))")     \
   X(int64_t, backbone_kernel_size, 5, "MobileNetV2 depthwise kernel (3: torchvision's, 5: wider)")             \
-  X(int64_t, output_stride, 16, "backbone output stride: 8, 16 or 32 (decoder and ASPP assume 16)")            \
+  X(int64_t, output_stride, 16, "backbone output stride: 8, 16 or 32 (decoder s2d block = output_stride / 4)")            \
   X(int64_t, xception_middle_units, 16, "units in Xception's middle flow (16 for Xception-71)")                 \
   X(int64_t, aspp_channels, 256, "ASPP width")                                                                 \
   X(IntList, aspp_rates, (IntList{6, 12, 18}), "dilation rates of ASPP's separable 3x3 branches")              \
   X(int64_t, low_level_channels, 32, "decoder's 1x1 projection of the low-level feature")                      \
-  X(IntList, decoder_widths, (IntList{4096, 4096}), "widths of the decoder's separable convs (last % 16 == 0)") \
+  X(IntList, decoder_widths, (IntList{4096, 4096}), "decoder separable conv widths (last % (os/4)^2 == 0)") \
   X(int64_t, decoder_kernel_size, 7, "decoder separable conv kernel")                                          \
   X(int64_t, head_kernel_size, 7, "prediction head separable conv kernel")                                     \
   X(int64_t, semantic_head_width, 256, "semantic head width")                                                  \

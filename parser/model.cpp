@@ -73,7 +73,7 @@ DeeperLab::DeeperLab(const ModelConfig& c) : cfg_(c) {
                                                         rng, bn));
   decoder = register_module("decoder", std::make_shared<Decoder>(backbone->low_level_channels, c.low_level_channels,
                                                                  c.aspp_channels, c.decoder_widths,
-                                                                 c.decoder_kernel_size, rng, bn));
+                                                                 c.decoder_kernel_size, c.output_stride / 4, rng, bn));
   heads = register_module("heads", std::make_shared<DeeperLabHeads>(decoder->out_channels(), c, rng, bn));
 }
 

@@ -296,7 +296,7 @@ TEST_CASE("gradcheck ASPP + Decoder eval mode (pad, s2d, concat, d2s, crop) 1x8x
     std::shared_ptr<Decoder> dec;
     Both(Rng& rng, const BatchNormOptions& bn) {
       aspp = register_module("aspp", std::make_shared<ASPP>(4, 4, std::vector<int64_t>{1, 2}, rng, bn));
-      dec = register_module("dec", std::make_shared<Decoder>(8, 2, 4, std::vector<int64_t>{16}, 3, rng, bn));
+      dec = register_module("dec", std::make_shared<Decoder>(8, 2, 4, std::vector<int64_t>{16}, 3, 4, rng, bn));
     }
   } m(rng, bn);
   m.eval();
