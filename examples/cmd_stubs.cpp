@@ -10,7 +10,6 @@ DL_STUB(train)
 DL_STUB(infer)
 DL_STUB(eval)
 DL_STUB(grad)
-DL_STUB(convert)
 DL_STUB(bench)
 #undef DL_STUB
 }  // namespace dl::cli

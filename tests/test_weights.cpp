@@ -2,9 +2,11 @@
 // a file written by Python, every malformed-input case, all-or-nothing loading, atomic writes.
 #include <cmath>
 #include <cstring>
+#include <sys/wait.h>
 
 #include "tests/testing.h"
 #include "tests/weights_testing.h"
+#include "weights/checkpoint.h"
 #include "weights/json_tensors.h"
 #include "weights/load.h"
 #include "weights/safetensors.h"
@@ -397,4 +399,153 @@ TEST_CASE("CUDA tensors are copied to the host for writing and loaded in place",
   Tensor dst = Tensor::zeros({3, 5}, DType::F32, Device::CUDA);
   load_state({{"g", dst}}, back, "g");
   REQUIRE(dst.to_vector<float>() == g.to_vector<float>());
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+namespace {
+NamedTensors small_model(uint64_t seed) {
+  Rng rng(seed);
+  return {{"conv.weight", Tensor::randn({2, 3, 3, 3}, rng)},
+          {"bn.weight", Tensor::uniform({2}, rng, 0.5, 1.5)},
+          {"bn.running_mean", Tensor::randn({2}, rng)}};
+}
+void train_steps(const NamedTensors& model, Optimizer& opt, Rng& rng, int n) {
+  for (int k = 0; k < n; ++k) {
+    for (auto [name, p] : model)
+      if (name != "bn.running_mean") p.set_grad(Tensor::randn(p.shape(), rng));
+    opt.step();
+    opt.zero_grad();
+  }
+}
+}  // namespace
+
+TEST_CASE("checkpoint round trip: model, AdamW state, step, RNG, JSON metadata", "[weights][checkpoint]") {
+  TempDir dir;
+  const std::string path = dir / "ckpt.safetensors";
+  NamedTensors model = small_model(1);
+  AdamW opt({model[0], model[1]}, AdamWOptions{});
+  Rng rng(42);
+  train_steps(model, opt, rng, 3);
+  nlohmann::json meta = {{"config", {{"model", {{"backbone", "mobilenet_v2"}, {"width", 1.0}}}}}, {"note", "x"}};
+  save_checkpoint(path, model, &opt, 3, &rng, meta);
+
+  // A fresh run restores everything and then continues exactly like the original.
+  NamedTensors model2 = small_model(2);
+  AdamW opt2({model2[0], model2[1]}, AdamWOptions{});
+  Rng rng2(7);
+  Checkpoint c = load_checkpoint(path, model2, &opt2, &rng2);
+  REQUIRE(c.step == 3);
+  REQUIRE(c.metadata == meta);
+  REQUIRE(c.optimizer_name == "adamw");
+  require_same(model, model2);
+  require_same(opt.state(), opt2.state());
+  train_steps(model, opt, rng, 2);
+  train_steps(model2, opt2, rng2, 2);
+  require_same(model, model2);
+
+  // A checkpoint reads as a plain weights file of the model tensors.
+  NamedTensors w = read_weights(path);
+  REQUIRE(w.size() == 3);
+  REQUIRE(w[0].first == "conv.weight");
+  // read_checkpoint splits the optimizer tensors off.
+  Checkpoint r = read_checkpoint(path);
+  REQUIRE(r.model.size() == 3);
+  REQUIRE(r.optimizer.size() == 6);
+  REQUIRE(r.optimizer[0].first == "conv.weight.exp_avg");
+  REQUIRE(r.rng.size() == 4);
+}
+
+TEST_CASE("checkpoint without optimizer or RNG; SGD; errors change nothing", "[weights][checkpoint]") {
+  TempDir dir;
+  NamedTensors model = small_model(1);
+  save_checkpoint(dir / "bare.safetensors", model, nullptr, 0, nullptr);
+  NamedTensors m2 = small_model(2);
+  load_checkpoint(dir / "bare.safetensors", m2, nullptr, nullptr);
+  require_same(model, m2);
+  SGD sgd({m2[0]}, SGDOptions{});
+  Rng rng(1);
+  REQUIRE_THAT(error_of([&] { load_checkpoint(dir / "bare.safetensors", m2, &sgd, nullptr); }),
+               Contains("no optimizer state"));
+  REQUIRE_THAT(error_of([&] { load_checkpoint(dir / "bare.safetensors", m2, nullptr, &rng); }),
+               Contains("no RNG state"));
+
+  // Optimizer kind mismatch.
+  train_steps({m2[0]}, sgd, rng, 1);
+  save_checkpoint(dir / "sgd.safetensors", m2, &sgd, 1, &rng);
+  AdamW adam({m2[0]}, AdamWOptions{});
+  REQUIRE_THAT(error_of([&] { load_checkpoint(dir / "sgd.safetensors", m2, &adam, nullptr); }),
+               Contains("holds sgd state, but the optimizer is adamw"));
+
+  // A model mismatch is reported before the optimizer or the RNG are touched.
+  NamedTensors other = {{"conv.weight", Tensor::zeros({2, 3, 3, 3})}, {"extra", Tensor::zeros({1})}};
+  SGD sgd2({other[0]}, SGDOptions{});
+  Rng rng2(5);
+  const uint64_t w0 = rng2.state_word(0);
+  const std::string e = error_of([&] { load_checkpoint(dir / "sgd.safetensors", other, &sgd2, &rng2); });
+  REQUIRE_THAT(e, Contains("missing: extra") && Contains("unexpected: bn.weight") && Contains("unexpected: bn.running_mean"));
+  REQUIRE(sgd2.state().empty());
+  REQUIRE(rng2.state_word(0) == w0);
+  REQUIRE(other[0].second.to_vector<float>() == std::vector<float>(54, 0.0f));
+
+  // A plain weights file is not a checkpoint.
+  write_safetensors(dir / "w.safetensors", model);
+  REQUIRE_THAT(error_of([&] { read_checkpoint(dir / "w.safetensors"); }), Contains("not a checkpoint"));
+}
+
+TEST_CASE("a failed checkpoint write leaves the previous checkpoint intact", "[weights][checkpoint]") {
+  TempDir dir;
+  const std::string path = dir / "ckpt.safetensors";
+  NamedTensors model = small_model(1);
+  AdamW opt({model[0]}, AdamWOptions{});
+  Rng rng(3);
+  train_steps(model, opt, rng, 1);
+  save_checkpoint(path, model, &opt, 1, &rng, {{"epoch", 1}});
+  const std::string before = read_bytes(path);
+  train_steps(model, opt, rng, 1);
+  detail::fail_next_write_after(300);  // "disk full" in the middle of the tensors
+  REQUIRE_THAT(error_of([&] { save_checkpoint(path, model, &opt, 2, &rng, {{"epoch", 2}}); }),
+               Contains("ckpt.safetensors") && Contains("No space left") && Contains("unchanged"));
+  REQUIRE(read_bytes(path) == before);
+  REQUIRE(read_checkpoint(path).step == 1);
+  REQUIRE_THAT(error_of([&] { save_checkpoint(dir / "missing/ckpt.safetensors", model, &opt, 2, &rng); }),
+               Contains("No such file or directory"));
+  save_checkpoint(path, model, &opt, 2, &rng, {{"epoch", 2}});
+  REQUIRE(read_checkpoint(path).metadata["epoch"] == 2);
+}
+
+// ---------------------------------------------------------------- the convert subcommand
+
+TEST_CASE("deeperlab convert json -> safetensors -> json, and its errors", "[weights][cli]") {
+  const char* bin = std::getenv("DEEPERLAB_BIN");
+  if (!bin) {
+    WARN("skipped: DEEPERLAB_BIN is not set (ctest sets it)");
+    return;
+  }
+  TempDir dir;
+  write_json_tensors(dir / "a.json", sample_tensors());
+  auto run = [&](const std::string& args) {
+    const std::string cmd = std::string(bin) + " convert " + args + " > '" + (dir / "out.txt") + "' 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return std::make_pair(WEXITSTATUS(rc), read_bytes(dir / "out.txt"));
+  };
+  auto [rc1, out1] = run(dir / "a.json " + dir / "b.safetensors");
+  INFO(out1);
+  REQUIRE(rc1 == 0);
+  REQUIRE_THAT(out1, Contains("6 tensors, 480 bytes"));
+  auto [rc2, out2] = run(dir / "b.safetensors " + dir / "c.json");
+  REQUIRE(rc2 == 0);
+  REQUIRE(read_bytes(dir / "a.json") == read_bytes(dir / "c.json"));
+  require_same(read_safetensors(dir / "b.safetensors"), sample_tensors());
+
+  auto [rc3, out3] = run(dir / "missing.json " + dir / "x.safetensors");
+  REQUIRE(rc3 != 0);
+  REQUIRE_THAT(out3, Contains("missing.json") && Contains("No such file"));
+  auto [rc4, out4] = run(dir / "a.json " + dir / "x.bin");
+  REQUIRE(rc4 != 0);
+  REQUIRE_THAT(out4, Contains("unknown extension"));
+  write_bytes(dir / "bad.json", "{\"a\": [");
+  auto [rc5, out5] = run(dir / "bad.json " + dir / "x.safetensors");
+  REQUIRE(rc5 != 0);
+  REQUIRE_THAT(out5, Contains("malformed JSON"));
 }

@@ -1,6 +1,8 @@
 #include "weights/json_tensors.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <limits>
@@ -87,7 +89,7 @@ NamedTensors parse_json_tensors(const std::string& text, const std::string& src)
 
 NamedTensors read_json_tensors(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  DL_CHECK(f.good(), "JSON tensors '" << path << "': cannot open");
+  DL_CHECK(f.good(), "JSON tensors '" << path << "': cannot open: " << std::strerror(errno));
   std::ostringstream ss;
   ss << f.rdbuf();
   DL_CHECK(!f.bad(), "JSON tensors '" << path << "': read error");

@@ -17,8 +17,10 @@ namespace {
 bool is_float(DType t) { return t == DType::F32 || t == DType::F64; }
 }  // namespace
 
-void load_state(const NamedTensors& model_state, const NamedTensors& source, const std::string& source_name,
-                bool strict) {
+namespace {
+// The problems of a load, and the (model index, source index) pairs to copy when there are none.
+std::vector<std::pair<size_t, size_t>> plan_load(const NamedTensors& model_state, const NamedTensors& source,
+                                                 const std::string& source_name, bool strict) {
   std::map<std::string, size_t> src_index, model_index;
   std::vector<std::string> problems;
   for (size_t i = 0; i < source.size(); ++i)
@@ -57,7 +59,18 @@ void load_state(const NamedTensors& model_state, const NamedTensors& source, con
     for (const auto& p : problems) os << "\n  " << p;
     DL_FAIL(os.str());
   }
-  for (const auto& [mi, si] : copies) {
+  return copies;
+}
+}  // namespace
+
+void check_load_state(const NamedTensors& model_state, const NamedTensors& source, const std::string& source_name,
+                      bool strict) {
+  plan_load(model_state, source, source_name, strict);
+}
+
+void load_state(const NamedTensors& model_state, const NamedTensors& source, const std::string& source_name,
+                bool strict) {
+  for (const auto& [mi, si] : plan_load(model_state, source, source_name, strict)) {
     Tensor dst = model_state[mi].second;
     Tensor src = source[si].second;
     if (src.dtype() != dst.dtype()) src = src.to(Device::CPU).to(dst.dtype());
