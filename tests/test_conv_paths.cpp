@@ -244,7 +244,7 @@ TEST_CASE("dispatcher: conv2d op matches the direct reference for every geometry
       Tensor y = conv2d(x, w, b, c.o);
       Tensor y_ref = Tensor::empty(y.shape());
       cpu::conv2d_fwd_direct(y_ref.data<float>(), x.data<float>(), w.data<float>(), b.data<float>(), g);
-      DL_REQUIRE_CLOSE(y, y_ref, 1e-4);
+      require_close(y.to_vector<float>(), y_ref.to_vector<float>(), tol_for<float>(), "conv2d op");
     }
 }
 

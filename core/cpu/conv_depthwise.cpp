@@ -1,10 +1,13 @@
 // Depthwise convolution (groups == c_in == c_out) on the CPU, one (n, c) plane per OpenMP iteration.
-// Non-obvious decision: the forward kernel is specialised on (k, stride) and accumulates all k*k
-// taps of an output pixel in a register; kernel rows that fall outside the image point at a row of
-// zeros, so only the left/right border columns need bounds checks and the interior loop vectorises.
-// Grad-input with stride 1 is the same kernel on gy with the flipped filter (a gather, no races);
-// with stride > 1 each thread scatters into the one gx plane it owns. Grad-weight is a per-channel
-// reduction: row dot products in T, summed across rows in double.
+// Non-obvious decision: each input plane is first copied into a thread-local "phase" buffer: its rows
+// zero-padded left and right and, for stride s, split into s column phases (phase q holds columns
+// q, q+s, q+2s, ...). Every tap of every output pixel then reads a contiguous, always-valid run of
+// that buffer, so the whole row (borders included) runs as full-width vector code with no bounds
+// checks; rows above and below the image point at a zero row. Kernels are specialised for k = 3, 5, 7
+// (all k*k taps unrolled, one accumulator per kernel row for instruction-level parallelism), with a
+// generic loop for other k. Grad-input with stride 1 is the same kernel on gy with the flipped filter
+// (a gather, no races); with stride > 1 each thread scatters into the one gx plane it owns.
+// Grad-weight is a per-channel reduction: vector accumulators in T per plane, summed in double.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -14,8 +17,32 @@
 namespace dl::cpu {
 namespace {
 
+#ifdef __AVX512F__
+constexpr int kVecBytes = 64;
+#else
+constexpr int kVecBytes = 32;
+#endif
+
+template <class T> struct Simd {
+  static constexpr int L = kVecBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  static V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  static void store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+  static V splat(T s) { return V{} + s; }
+  static double sum(V v) {
+    double s = 0;
+    for (int i = 0; i < L; ++i) s += double(v[i]);
+    return s;
+  }
+};
+
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 // Output columns [lo, hi) for which in-column o*s + off lies in [0, w_in).
 inline void valid_range(int64_t off, int64_t s, int64_t w_in, int64_t w_out, int64_t& lo, int64_t& hi) {
@@ -24,88 +51,174 @@ inline void valid_range(int64_t off, int64_t s, int64_t w_in, int64_t w_out, int
   if (hi < lo) hi = lo;
 }
 
-// One plane: out[oy, ox] = init + sum_{ky,kx} wk[ky,kx] * in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]
-// (zero outside). Pads may be negative (used by the stride-1 grad-input).
+// out[oy, ox] = init + sum_{ky,kx} wk[ky,kx] * in[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] (zero
+// outside the input). Pads may be negative (the stride-1 grad-input uses (k-1)*d - pad).
 struct PlaneGeom {
   int64_t h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw;
 };
 
-// K, S > 0: square kernel of size K and horizontal stride S fixed at compile time.
-template <class T, int K, int S>
-void plane_fwd_fixed(T* __restrict out, const T* __restrict in, const T* __restrict wk, T init, const PlaneGeom& p,
-                     const T* zero_row) {
-  const int64_t dw = p.dw;
-  int64_t lo, hi;  // interior columns: every tap inside the image
-  lo = std::min(p.wo, std::max<int64_t>(0, ceil_div(p.pw, S)));
-  hi = std::min<int64_t>(p.wo, floor_div(p.w - 1 - (K - 1) * dw + p.pw, S) + 1);
-  if (hi < lo) hi = lo;
-  T wv[K * K];
-  for (int i = 0; i < K * K; ++i) wv[i] = wk[i];
-  for (int64_t oy = 0; oy < p.ho; ++oy) {
-    const T* rows[K];
-    for (int ky = 0; ky < K; ++ky) {
-      const int64_t iy = oy * p.sh - p.ph + ky * p.dh;
-      rows[ky] = (iy >= 0 && iy < p.h) ? in + iy * p.w : zero_row;
-    }
-    T* __restrict yr = out + oy * p.wo;
-    auto border = [&](int64_t ox) {
-      T acc = init;
-      for (int ky = 0; ky < K; ++ky)
-        for (int kx = 0; kx < K; ++kx) {
-          const int64_t ix = ox * S - p.pw + kx * dw;
-          if (ix >= 0 && ix < p.w) acc += wv[ky * K + kx] * rows[ky][ix];
-        }
-      yr[ox] = acc;
-    };
-    for (int64_t ox = 0; ox < lo; ++ox) border(ox);
-    // Base pointers shifted by -pw: the interior never indexes below 0.
-    const int64_t base = -p.pw;
-#pragma omp simd
-    for (int64_t ox = lo; ox < hi; ++ox) {
-      T acc = init;
-      for (int ky = 0; ky < K; ++ky) {
-        const T* r = rows[ky] + (base + ox * S);
-        for (int kx = 0; kx < K; ++kx) acc += wv[ky * K + kx] * r[kx * dw];
-      }
-      yr[ox] = acc;
-    }
-    for (int64_t ox = hi; ox < p.wo; ++ox) border(ox);
+// Thread-local buffers for one plane, sized once per call.
+template <class T> struct Scratch {
+  int64_t wop;  // output row length rounded up to the vector width
+  int64_t wq;   // length of one phase row
+  std::vector<T> phase;  // (h, s, wq)
+  std::vector<T> zero;   // (s, wq) of zeros: rows outside the input
+  std::vector<T> row;    // (wop): one output row / one padded gy row
+  std::vector<T> gpad;   // (ho, wop): zero-padded gy plane (grad-weight)
+  std::vector<const T*> tab;
+  explicit Scratch(const PlaneGeom& p, bool for_weight) {
+    wop = round_up(p.wo, Simd<T>::L);
+    wq = wop + ((p.kw - 1) * p.dw) / p.sw + 1;
+    phase.assign(size_t(p.h * p.sw * wq), T(0));
+    zero.assign(size_t(p.sw * wq), T(0));
+    row.assign(size_t(wop), T(0));
+    if (for_weight) gpad.assign(size_t(p.ho * wop), T(0));
+    tab.resize(size_t(p.kh * p.kw));
+    set_offsets(p);
   }
-}
-
-// Any kernel/stride: accumulate tap by tap over the valid column range of each tap (no checks inside).
-template <class T>
-void plane_fwd_generic(T* __restrict out, const T* __restrict in, const T* __restrict wk, T init, const PlaneGeom& p) {
-  for (int64_t oy = 0; oy < p.ho; ++oy) {
-    T* __restrict yr = out + oy * p.wo;
-    for (int64_t ox = 0; ox < p.wo; ++ox) yr[ox] = init;
-    for (int64_t ky = 0; ky < p.kh; ++ky) {
-      const int64_t iy = oy * p.sh - p.ph + ky * p.dh;
-      if (iy < 0 || iy >= p.h) continue;
+  // phase[iy, q, j] = in[iy, j*s + q - pw] (zero outside).
+  void build(const T* in, const PlaneGeom& p) {
+    const int64_t s = p.sw;
+    for (int64_t iy = 0; iy < p.h; ++iy) {
       const T* xr = in + iy * p.w;
-      for (int64_t kx = 0; kx < p.kw; ++kx) {
-        const int64_t off = kx * p.dw - p.pw;
-        int64_t lo, hi;
-        valid_range(off, p.sw, p.w, p.wo, lo, hi);
-        const T wv = wk[ky * p.kw + kx];
-#pragma omp simd
-        for (int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * p.sw + off];
+      for (int64_t q = 0; q < s; ++q) {
+        T* dst = phase.data() + (iy * s + q) * wq;
+        int64_t lo, hi;  // j with 0 <= j*s + q - pw < w
+        valid_range(q - p.pw, s, p.w, wq, lo, hi);
+        std::fill(dst, dst + lo, T(0));
+        if (s == 1) {
+          std::memcpy(dst + lo, xr + lo + q - p.pw, sizeof(T) * (hi - lo));
+        } else {
+          for (int64_t j = lo; j < hi; ++j) dst[j] = xr[j * s + q - p.pw];
+        }
+        std::fill(dst + hi, dst + wq, T(0));
       }
     }
+  }
+  // Start of the contiguous run read by tap (ky, kx) for output row oy: row(oy, ky) + kx_off[kx].
+  const T* row_base(const PlaneGeom& p, int64_t oy, int64_t ky) const {
+    const int64_t iy = oy * p.sh - p.ph + ky * p.dh;
+    return (iy >= 0 && iy < p.h) ? phase.data() + iy * p.sw * wq : zero.data();
+  }
+  std::vector<int64_t> kx_off;
+  void set_offsets(const PlaneGeom& p) {
+    kx_off.resize(size_t(p.kw));
+    for (int64_t kx = 0; kx < p.kw; ++kx) kx_off[kx] = (kx * p.dw % p.sw) * wq + kx * p.dw / p.sw;
+  }
+  const T* tap(const PlaneGeom& p, int64_t oy, int64_t ky, int64_t kx) const {
+    return row_base(p, oy, ky) + kx_off[kx];
+  }
+};
+
+// NB vectors of outputs starting at column ox, stored to dst. K > 0: square K x K kernel unrolled at
+// compile time; each weight is broadcast once and used for NB blocks, and every block keeps one
+// accumulator per kernel row (independent FMA chains). K == 0: any kernel, loops at run time.
+template <class T, int K, int NB>
+inline void fwd_blocks(T* dst, const T* const* tab, const T* wv, T init, int64_t ox, int64_t kh, int64_t kw) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V acc[NB];
+  for (int b = 0; b < NB; ++b) acc[b] = S::splat(init);
+  if constexpr (K > 0) {
+#pragma GCC unroll 8
+    for (int ky = 0; ky < K; ++ky) {
+      V a[NB];
+      for (int b = 0; b < NB; ++b) a[b] = V{};
+#pragma GCC unroll 8
+      for (int kx = 0; kx < K; ++kx) {
+        const T wt = wv[ky * K + kx];
+        const T* src = tab[ky * K + kx] + ox;
+        for (int b = 0; b < NB; ++b) a[b] += wt * S::load(src + b * S::L);
+      }
+      for (int b = 0; b < NB; ++b) acc[b] += a[b];
+    }
+  } else {
+    for (int64_t ky = 0; ky < kh; ++ky) {
+      V a[NB];
+      for (int b = 0; b < NB; ++b) a[b] = V{};
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        const T wt = wv[ky * kw + kx];
+        const T* src = tab[ky * kw + kx] + ox;
+        for (int b = 0; b < NB; ++b) a[b] += wt * S::load(src + b * S::L);
+      }
+      for (int b = 0; b < NB; ++b) acc[b] += a[b];
+    }
+  }
+  for (int b = 0; b < NB; ++b) S::store(dst + b * S::L, acc[b]);
+}
+
+template <class T, int K>
+void plane_fwd(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, Scratch<T>& sc) {
+  using S = Simd<T>;
+  constexpr int64_t L = S::L;
+  sc.build(in, p);
+  const T* const* tab = sc.tab.data();
+  T* row = sc.row.data();  // (wop): the row is computed in whole vectors, then the wo columns copied
+  for (int64_t oy = 0; oy < p.ho; ++oy) {
+    for (int64_t ky = 0; ky < p.kh; ++ky) {
+      const T* b = sc.row_base(p, oy, ky);
+      for (int64_t kx = 0; kx < p.kw; ++kx) sc.tab[ky * p.kw + kx] = b + sc.kx_off[kx];
+    }
+    int64_t ox = 0;
+    for (; ox + 4 * L <= sc.wop; ox += 4 * L) fwd_blocks<T, K, 4>(row + ox, tab, wk, init, ox, p.kh, p.kw);
+    switch ((sc.wop - ox) / L) {
+      case 3: fwd_blocks<T, K, 3>(row + ox, tab, wk, init, ox, p.kh, p.kw); break;
+      case 2: fwd_blocks<T, K, 2>(row + ox, tab, wk, init, ox, p.kh, p.kw); break;
+      case 1: fwd_blocks<T, K, 1>(row + ox, tab, wk, init, ox, p.kh, p.kw); break;
+      default: break;
+    }
+    std::memcpy(out + oy * p.wo, row, sizeof(T) * p.wo);
   }
 }
 
 template <class T>
-void plane_fwd(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, const T* zero_row) {
-  const bool sq = p.kh == p.kw && p.sh == p.sw;
-#define DL_DW_CASE(K, S)                                               \
-  if (sq && p.kw == K && p.sw == S) {                                  \
-    plane_fwd_fixed<T, K, S>(out, in, wk, init, p, zero_row);          \
-    return;                                                            \
+void plane_fwd_any(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, Scratch<T>& sc) {
+  if (p.kh == p.kw) {
+    if (p.kw == 3) return plane_fwd<T, 3>(out, in, wk, init, p, sc);
+    if (p.kw == 5) return plane_fwd<T, 5>(out, in, wk, init, p, sc);
+    if (p.kw == 7) return plane_fwd<T, 7>(out, in, wk, init, p, sc);
   }
-  DL_DW_CASE(3, 1) DL_DW_CASE(3, 2) DL_DW_CASE(5, 1) DL_DW_CASE(5, 2) DL_DW_CASE(7, 1) DL_DW_CASE(7, 2)
-#undef DL_DW_CASE
-  plane_fwd_generic(out, in, wk, init, p);
+  plane_fwd<T, 0>(out, in, wk, init, p, sc);
+}
+
+// acc[ky*kw + kx] += sum_{oy,ox} gy[oy, ox] * x[oy*sh - ph + ky*dh, ox*sw - pw + kx*dw].
+template <class T, int K>
+void plane_weight(double* acc, const T* gy, const T* x, const PlaneGeom& p, Scratch<T>& sc) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  sc.build(x, p);
+  for (int64_t oy = 0; oy < p.ho; ++oy) std::memcpy(sc.gpad.data() + oy * sc.wop, gy + oy * p.wo, sizeof(T) * p.wo);
+  const int64_t kh = K ? K : p.kh, kw = K ? K : p.kw;
+  for (int64_t ky = 0; ky < kh; ++ky) {
+    int64_t oy0, oy1;  // rows whose tap ky lies inside the input
+    valid_range(ky * p.dh - p.ph, p.sh, p.h, p.ho, oy0, oy1);
+    if constexpr (K > 0) {
+      V a[K];
+      for (int kx = 0; kx < K; ++kx) a[kx] = V{};
+      for (int64_t oy = oy0; oy < oy1; ++oy) {
+        const T* g = sc.gpad.data() + oy * sc.wop;
+        const T* b = sc.row_base(p, oy, ky);
+        const T* t[K];
+        for (int kx = 0; kx < K; ++kx) t[kx] = b + sc.kx_off[kx];
+        for (int64_t ox = 0; ox < sc.wop; ox += S::L) {
+          const V gv = S::load(g + ox);
+#pragma GCC unroll 8
+          for (int kx = 0; kx < K; ++kx) a[kx] += gv * S::load(t[kx] + ox);
+        }
+      }
+      for (int kx = 0; kx < K; ++kx) acc[ky * K + kx] += S::sum(a[kx]);
+    } else {
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        V a{};
+        for (int64_t oy = oy0; oy < oy1; ++oy) {
+          const T* g = sc.gpad.data() + oy * sc.wop;
+          const T* t = sc.tap(p, oy, ky, kx);
+          for (int64_t ox = 0; ox < sc.wop; ox += S::L) a += S::load(g + ox) * S::load(t + ox);
+        }
+        acc[ky * kw + kx] += S::sum(a);
+      }
+    }
+  }
 }
 
 PlaneGeom fwd_plane_geom(const ConvGeom& g) {
@@ -119,12 +232,12 @@ template <class T> void conv2d_fwd_depthwise(T* y, const T* x, const T* w, const
   const int64_t hw = g.h * g.w, ohw = g.h_out * g.w_out, kk = g.kh * g.kw;
 #pragma omp parallel
   {
-    const std::vector<T> zero_row(g.w, T(0));
+    Scratch<T> sc(p, false);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t n = 0; n < g.n; ++n)
       for (int64_t c = 0; c < g.c_in; ++c)
-        plane_fwd(y + (n * g.c_in + c) * ohw, x + (n * g.c_in + c) * hw, w + c * kk, bias ? bias[c] : T(0), p,
-                  zero_row.data());
+        plane_fwd_any(y + (n * g.c_in + c) * ohw, x + (n * g.c_in + c) * hw, w + c * kk, bias ? bias[c] : T(0), p,
+                      sc);
   }
 }
 
@@ -136,14 +249,14 @@ template <class T> void conv2d_bwd_input_depthwise(T* gx, const T* gy, const T* 
                       (g.kh - 1) * g.dil_h - g.pad_h, (g.kw - 1) * g.dil_w - g.pad_w, g.dil_h, g.dil_w};
 #pragma omp parallel
     {
-      const std::vector<T> zero_row(g.w_out, T(0));
+      Scratch<T> sc(p, false);
       std::vector<T> wf(kk);
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < g.n; ++n)
         for (int64_t c = 0; c < g.c_in; ++c) {
           const T* wc = w + c * kk;
           for (int64_t i = 0; i < kk; ++i) wf[i] = wc[kk - 1 - i];
-          plane_fwd(gx + (n * g.c_in + c) * hw, gy + (n * g.c_in + c) * ohw, wf.data(), T(0), p, zero_row.data());
+          plane_fwd_any(gx + (n * g.c_in + c) * hw, gy + (n * g.c_in + c) * ohw, wf.data(), T(0), p, sc);
         }
     }
     return;
@@ -177,38 +290,24 @@ template <class T> void conv2d_bwd_input_depthwise(T* gx, const T* gy, const T* 
 }
 
 template <class T> void conv2d_bwd_weight_depthwise(T* gw, const T* gy, const T* x, const ConvGeom& g) {
+  const PlaneGeom p = fwd_plane_geom(g);
   const int64_t hw = g.h * g.w, ohw = g.h_out * g.w_out, kk = g.kh * g.kw;
-  // Per channel: gw[ky, kx] = sum_n sum_oy dot(gy row, shifted x row); no sharing between threads.
+  const bool k3 = g.kh == 3 && g.kw == 3, k5 = g.kh == 5 && g.kw == 5, k7 = g.kh == 7 && g.kw == 7;
+  // Per channel, reduced over the batch inside one iteration: no sharing between threads.
 #pragma omp parallel
   {
+    Scratch<T> sc(p, true);
     std::vector<double> acc(kk);
-    std::vector<int64_t> lo(g.kw), hi(g.kw), off(g.kw);
-    for (int64_t kx = 0; kx < g.kw; ++kx) {
-      off[kx] = kx * g.dil_w - g.pad_w;
-      valid_range(off[kx], g.stride_w, g.w, g.w_out, lo[kx], hi[kx]);
-    }
-    const int64_t s = g.stride_w;
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < g.c_in; ++c) {
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t n = 0; n < g.n; ++n) {
         const T* xp = x + (n * g.c_in + c) * hw;
         const T* gyp = gy + (n * g.c_in + c) * ohw;
-        for (int64_t oy = 0; oy < g.h_out; ++oy) {
-          const T* __restrict gyr = gyp + oy * g.w_out;
-          for (int64_t ky = 0; ky < g.kh; ++ky) {
-            const int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dil_h;
-            if (iy < 0 || iy >= g.h) continue;
-            const T* __restrict xr = xp + iy * g.w;
-            for (int64_t kx = 0; kx < g.kw; ++kx) {
-              const int64_t o = off[kx];
-              T d = 0;
-#pragma omp simd reduction(+ : d)
-              for (int64_t ox = lo[kx]; ox < hi[kx]; ++ox) d += gyr[ox] * xr[ox * s + o];
-              acc[ky * g.kw + kx] += d;
-            }
-          }
-        }
+        if (k3) plane_weight<T, 3>(acc.data(), gyp, xp, p, sc);
+        else if (k5) plane_weight<T, 5>(acc.data(), gyp, xp, p, sc);
+        else if (k7) plane_weight<T, 7>(acc.data(), gyp, xp, p, sc);
+        else plane_weight<T, 0>(acc.data(), gyp, xp, p, sc);
       }
       for (int64_t i = 0; i < kk; ++i) gw[c * kk + i] = static_cast<T>(acc[i]);
     }

@@ -1,14 +1,16 @@
 // Convolution as matrix products through OpenBLAS: pointwise 1x1 directly on the NCHW planes, dense
 // convolutions through im2col (col2im for grad-input), one image at a time.
-// Non-obvious decision: BLAS is always called from a serial region and runs on OpenBLAS's own thread
-// pool sized to omp_get_max_threads(); the OpenMP loops (im2col, col2im, bias fill) never call BLAS,
-// so the two pools are never nested. The column buffer covers a block of output rows sized to stay
-// under kColBytes, allocated once per call.
+// Non-obvious decision: OpenBLAS runs single-threaded and OpenMP does all the threading: each GEMM is
+// split into column (or row) panels, one single-threaded BLAS call per OpenMP thread. OpenBLAS's own
+// pthread pool spins (sched_yield) for a while after every call it serves; on a small machine that
+// steals the cores from the OpenMP loops of the next layer, and the two pools must never nest.
+// The column buffer covers a block of output rows sized to stay under kColBytes, allocated once per call.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "core/cpu/conv_fast.h"
@@ -18,23 +20,47 @@ namespace {
 
 constexpr int64_t kColBytes = int64_t(32) << 20;
 
-// One knob for both pools: OpenBLAS follows OpenMP's thread count (set by OMP_NUM_THREADS or
-// omp_set_num_threads). Only called outside parallel regions.
-void sync_blas_threads() {
-  const int t = omp_get_max_threads();
-  if (openblas_get_num_threads() != t) openblas_set_num_threads(t);
+void blas_single_threaded() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-// Row-major C[M,N] = alpha * op(A) * op(B) + beta * C.
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                 int64_t ldb, float beta, float* c, int64_t ldc) {
+inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
               1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
-                 int64_t ldb, double beta, double* c, int64_t ldc) {
+inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
+                  int64_t ldb, double beta, double* c, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
               1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// Row-major C[M,N] = op(A) * op(B) + beta * C, split over the OpenMP threads along N (or M when N is
+// the smaller side); every panel is one single-threaded BLAS call. Called outside parallel regions.
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta,
+          T* c, int64_t ldc) {
+  blas_single_threaded();
+  const int64_t nt = std::max(1, omp_get_max_threads());
+  const bool split_n = n >= m;
+  const int64_t len = split_n ? n : m;
+  // Panels of at least 64 columns/rows (BLAS packing is amortised); a multiple of 16 keeps them aligned.
+  const int64_t parts = std::max<int64_t>(1, std::min(nt, len / 64));
+  if (parts == 1) return gemm1(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  const int64_t chunk = (len + parts - 1) / parts / 16 * 16 + 16;
+#pragma omp parallel for schedule(static) num_threads(int(parts))
+  for (int64_t p = 0; p < parts; ++p) {
+    const int64_t lo = std::min(len, p * chunk), hi = std::min(len, lo + chunk);
+    if (hi <= lo) continue;
+    if (split_n) {  // columns [lo, hi) of B and C
+      const T* bp = tb ? b + lo * ldb : b + lo;
+      gemm1(ta, tb, m, hi - lo, k, a, lda, bp, ldb, beta, c + lo, ldc);
+    } else {  // rows [lo, hi) of A and C
+      const T* ap = ta ? a + lo : a + lo * lda;
+      gemm1(ta, tb, hi - lo, n, k, ap, lda, b, ldb, beta, c + lo * ldc, ldc);
+    }
+  }
 }
 
 // y[co, :] = bias[co] for one image (so the GEMM can accumulate with beta = 1).
@@ -116,7 +142,6 @@ template <class T> int64_t rows_per_block(const ConvGeom& g) {
 
 // ---- pointwise: per image Y[cout, HW] = W[cout, cin] * X[cin, HW] ----
 template <class T> void conv2d_fwd_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
-  sync_blas_threads();
   const int64_t hw = g.h * g.w;
   for (int64_t n = 0; n < g.n; ++n) {
     T* yn = y + n * g.c_out * hw;
@@ -126,14 +151,12 @@ template <class T> void conv2d_fwd_pointwise(T* y, const T* x, const T* w, const
 }
 
 template <class T> void conv2d_bwd_input_pointwise(T* gx, const T* gy, const T* w, const ConvGeom& g) {
-  sync_blas_threads();
   const int64_t hw = g.h * g.w;
   for (int64_t n = 0; n < g.n; ++n)  // gX[cin, HW] = W^T * gY
     gemm(true, false, g.c_in, hw, g.c_out, w, g.c_in, gy + n * g.c_out * hw, hw, T(0), gx + n * g.c_in * hw, hw);
 }
 
 template <class T> void conv2d_bwd_weight_pointwise(T* gw, const T* gy, const T* x, const ConvGeom& g) {
-  sync_blas_threads();
   const int64_t hw = g.h * g.w;
   for (int64_t n = 0; n < g.n; ++n)  // gW[cout, cin] += gY * X^T
     gemm(false, true, g.c_out, g.c_in, hw, gy + n * g.c_out * hw, hw, x + n * g.c_in * hw, hw, n ? T(1) : T(0), gw,
@@ -142,7 +165,6 @@ template <class T> void conv2d_bwd_weight_pointwise(T* gw, const T* gy, const T*
 
 // ---- dense: per image and block of output rows, Y[cout, rows] = W[cout, cin*kh*kw] * col ----
 template <class T> void conv2d_fwd_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
-  sync_blas_threads();
   const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
   std::vector<T> col(size_t(k * rb * g.w_out));
   for (int64_t n = 0; n < g.n; ++n) {
@@ -157,7 +179,6 @@ template <class T> void conv2d_fwd_im2col(T* y, const T* x, const T* w, const T*
 }
 
 template <class T> void conv2d_bwd_input_im2col(T* gx, const T* gy, const T* w, const ConvGeom& g) {
-  sync_blas_threads();
   const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
   std::vector<T> col(size_t(k * rb * g.w_out));
   std::memset(gx, 0, sizeof(T) * g.n * g.c_in * g.h * g.w);
@@ -171,7 +192,6 @@ template <class T> void conv2d_bwd_input_im2col(T* gx, const T* gy, const T* w, 
 }
 
 template <class T> void conv2d_bwd_weight_im2col(T* gw, const T* gy, const T* x, const ConvGeom& g) {
-  sync_blas_threads();
   const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
   std::vector<T> col(size_t(k * rb * g.w_out));
   bool first = true;
