@@ -18,17 +18,23 @@ namespace dl {
 namespace {
 
 #ifndef DEEPERLAB_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) { DL_FAIL(op << ": CUDA parameter in a build without CUDA"); }
+[[noreturn]] void no_cuda(const char* op) {
+  DL_FAIL(op << ": CUDA parameter in a build without CUDA");
+}
 #endif
 
-float* fptr(const Tensor& t) { return t.data<float>(); }
+float* fptr(const Tensor& t) {
+  return t.data<float>();
+}
 
 void check_grad(const char* op, const std::string& name, const Tensor& p, const Tensor& g) {
   DL_CHECK(g.shape() == p.shape() && g.dtype() == DType::F32 && g.device() == p.device(),
            op << ": gradient of '" << name << "' is " << g.desc() << " but the parameter is " << p.desc());
 }
 
-Tensor zeros_like(const Tensor& p) { return Tensor::zeros(p.shape(), DType::F32, p.device()); }
+Tensor zeros_like(const Tensor& p) {
+  return Tensor::zeros(p.shape(), DType::F32, p.device());
+}
 
 // A copy of `src` on `device` that shares nothing with it.
 Tensor copy_to(const Tensor& src, Device device) {
@@ -56,8 +62,8 @@ std::map<std::string, Tensor> check_state(const char* opt, const NamedTensors& s
       problems.push_back("undefined: " + name);
     } else if (t.shape() != it->second.shape || t.dtype() != it->second.dtype) {
       std::ostringstream os;
-      os << "mismatch: " << name << ": expected " << dtype_name(it->second.dtype) << shape_str(it->second.shape)
-         << ", got " << t.desc();
+      os << "mismatch: " << name << ": expected " << dtype_name(it->second.dtype)
+         << shape_str(it->second.shape) << ", got " << t.desc();
       problems.push_back(os.str());
     } else if (!found.emplace(name, t).second) {
       problems.push_back("duplicate: " + name);
@@ -75,7 +81,9 @@ std::map<std::string, Tensor> check_state(const char* opt, const NamedTensors& s
 
 }  // namespace
 
-bool decay_except_1d(const std::string&, const Tensor& param) { return param.dim() > 1; }
+bool decay_except_1d(const std::string&, const Tensor& param) {
+  return param.dim() > 1;
+}
 
 Optimizer::Optimizer(NamedTensors params, double lr) : params_(std::move(params)), lr_(lr) {
   std::set<std::string> names;
@@ -152,7 +160,8 @@ void SGD::load_state(const NamedTensors& state) {
 
 // ---------------------------------------------------------------- AdamW
 
-AdamW::AdamW(NamedTensors params, AdamWOptions opt) : Optimizer(std::move(params), opt.lr), opt_(std::move(opt)) {
+AdamW::AdamW(NamedTensors params, AdamWOptions opt)
+    : Optimizer(std::move(params), opt.lr), opt_(std::move(opt)) {
   DL_CHECK(opt_.lr >= 0 && opt_.eps >= 0 && opt_.weight_decay >= 0 && opt_.beta1 >= 0 && opt_.beta1 < 1 &&
                opt_.beta2 >= 0 && opt_.beta2 < 1,
            "AdamW: invalid lr " << opt_.lr << ", betas (" << opt_.beta1 << ", " << opt_.beta2 << "), eps "
@@ -225,7 +234,8 @@ void AdamW::load_state(const NamedTensors& state) {
     const std::string& n = params_[i].first;
     const int have = int(found.count(n + ".exp_avg")) + int(found.count(n + ".exp_avg_sq")) +
                      int(found.count(n + ".step"));
-    if (have != 0 && have != 3) problems.push_back("incomplete: " + n + " needs exp_avg, exp_avg_sq and step");
+    if (have != 0 && have != 3)
+      problems.push_back("incomplete: " + n + " needs exp_avg, exp_avg_sq and step");
     if (have == 3 && found.at(n + ".step").item() < 1) problems.push_back("step < 1: " + n + ".step");
   }
   if (!problems.empty()) {
@@ -259,8 +269,10 @@ double grad_norm(const NamedTensors& params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     DL_CHECK(g.dtype() == DType::F32, "grad_norm: gradient of '" << name << "' is " << g.desc());
-    if (g.device() == Device::CPU) total += cpu::sum_squares(fptr(g), g.numel());
-    else grads.push_back(g);
+    if (g.device() == Device::CPU)
+      total += cpu::sum_squares(fptr(g), g.numel());
+    else
+      grads.push_back(g);
   }
   if (!grads.empty()) {
 #ifdef DEEPERLAB_WITH_CUDA

@@ -23,9 +23,10 @@ int grid_for(int64_t n) {
 }
 
 __global__ void sgd_step_kernel(float* __restrict__ p, float* __restrict__ buf, const float* __restrict__ g,
-                                int64_t n, float lr, float momentum, float one_minus_damp, float wd, bool nesterov,
-                                bool first) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+                                int64_t n, float lr, float momentum, float one_minus_damp, float wd,
+                                bool nesterov, bool first) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     float d = g[i];
     const float pi = p[i];
     if (wd != 0.0f) d = d + wd * pi;
@@ -42,7 +43,8 @@ __global__ void adamw_step_kernel(float* __restrict__ p, float* __restrict__ m, 
                                   const float* __restrict__ g, int64_t n, float decay_scale, float beta1,
                                   float omb1, float beta2, float omb2, float neg_step_size, float bc2_sqrt,
                                   float eps) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     const float gi = g[i];
     const float pi = p[i] * decay_scale;
     const float mi = m[i] * beta1 + omb1 * gi;
@@ -68,7 +70,8 @@ __device__ double block_sum(double x) {
 
 __global__ void sum_squares_partial_kernel(double* partials, const float* __restrict__ x, int64_t n) {
   double s = 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     const double v = x[i];
     s += v * v;
   }
@@ -84,7 +87,8 @@ __global__ void sum_f64_kernel(double* out, const double* __restrict__ x, int64_
 }
 
 __global__ void scale_inplace_kernel(float* x, float a, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
     x[i] *= a;
 }
 }  // namespace
@@ -98,11 +102,11 @@ void sgd_step(float* p, float* buf, const float* g, int64_t n, float lr, float m
 }
 
 void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, float decay_scale, float beta1,
-                float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size, float bc2_sqrt,
-                float eps, cudaStream_t s) {
+                float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size,
+                float bc2_sqrt, float eps, cudaStream_t s) {
   if (n == 0) return;
-  adamw_step_kernel<<<grid_for(n), kThreads, 0, s>>>(p, m, v, g, n, decay_scale, beta1, one_minus_beta1, beta2,
-                                                     one_minus_beta2, neg_step_size, bc2_sqrt, eps);
+  adamw_step_kernel<<<grid_for(n), kThreads, 0, s>>>(p, m, v, g, n, decay_scale, beta1, one_minus_beta1,
+                                                     beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps);
   check_launch("adamw_step");
 }
 

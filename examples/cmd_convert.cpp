@@ -10,7 +10,8 @@
 namespace dl::cli {
 
 int cmd_convert(int argc, char** argv) {
-  ArgParser ap("convert", "Convert weights between JSON tensor dumps (.json) and safetensors (.safetensors).");
+  ArgParser ap("convert",
+               "Convert weights between JSON tensor dumps (.json) and safetensors (.safetensors).");
   ap.positional("IN", "input file (.json or .safetensors)")
       .positional("OUT", "output file (.json or .safetensors); written atomically")
       .flag("all", "keep a checkpoint's optimizer tensors (optim/...) instead of only the model tensors");
@@ -19,12 +20,13 @@ int cmd_convert(int argc, char** argv) {
   for (const auto& p : {in, out})
     DL_CHECK(ends_with(p, ".json") || ends_with(p, ".safetensors"),
              "'" << p << "': unknown extension (expected .json or .safetensors)");
-  const NamedTensors ts = ap.get_flag("all") && ends_with(in, ".safetensors") ? read_safetensors(in) : read_weights(in);
+  const NamedTensors ts =
+      ap.get_flag("all") && ends_with(in, ".safetensors") ? read_safetensors(in) : read_weights(in);
   write_weights(out, ts);
   size_t bytes = 0;
   for (const auto& kv : ts) bytes += kv.second.nbytes();
-  std::cout << in << " -> " << out << ": " << ts.size() << " tensor" << (ts.size() == 1 ? "" : "s") << ", " << bytes
-            << " bytes\n";
+  std::cout << in << " -> " << out << ": " << ts.size() << " tensor" << (ts.size() == 1 ? "" : "s") << ", "
+            << bytes << " bytes\n";
   return 0;
 }
 

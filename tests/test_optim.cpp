@@ -240,8 +240,10 @@ json.dump(out, open(sys.argv[2], "w"))
         opt->set_lr(poly_lr(0.1, k, 10));
         for (auto [n, p] : params) {
           Tensor g = find_tensor(io, "grad" + std::to_string(k) + "/" + n);
-          if (g.defined()) p.set_grad(g.clone());
-          else p.zero_grad();
+          if (g.defined())
+            p.set_grad(g.clone());
+          else
+            p.zero_grad();
         }
         opt->step();
       }
@@ -331,8 +333,10 @@ TEST_CASE("resume: 7 steps == 3 steps + save/load through safetensors + 4 steps,
       NamedTensors c = make_params(99);  // different init, overwritten by the load
       NamedTensors opt_state;
       for (const auto& [n, t] : loaded) {
-        if (n.rfind("optim/", 0) == 0) opt_state.emplace_back(n.substr(6), t);
-        else find_tensor(c, n).copy_(t);
+        if (n.rfind("optim/", 0) == 0)
+          opt_state.emplace_back(n.substr(6), t);
+        else
+          find_tensor(c, n).copy_(t);
       }
       auto opt_c = make_opt(kind, c);
       opt_c->load_state(opt_state);
@@ -368,7 +372,9 @@ TEST_CASE("optimizer load_state rejects bad state, lists every problem, changes 
   REQUIRE_THAT(e, Contains("mismatch: conv.weight.exp_avg: expected F32[4, 3, 3, 3], got F32[4, 3, 3, 2]"));
   REQUIRE_THAT(e, Contains("unexpected: nope.exp_avg"));
   REQUIRE_THAT(e, Contains("mismatch: head.weight.step: expected I32[1]"));
-  REQUIRE_THAT(error_of([&] { opt.load_state({{"bn.bias.exp_avg", Tensor::zeros({4})}}); }),
+  REQUIRE_THAT(error_of([&] {
+                 opt.load_state({{"bn.bias.exp_avg", Tensor::zeros({4})}});
+               }),
                Contains("incomplete: bn.bias"));
   const NamedTensors after = opt.state();
   REQUIRE(after.size() == before.size());
@@ -377,14 +383,18 @@ TEST_CASE("optimizer load_state rejects bad state, lists every problem, changes 
   opt.load_state({});
   REQUIRE(opt.state().empty());
   SGD sgd(ps, SGDOptions{});
-  REQUIRE_THAT(error_of([&] { sgd.load_state({{"conv.weight.exp_avg", Tensor::zeros({1})}}); }),
+  REQUIRE_THAT(error_of([&] {
+                 sgd.load_state({{"conv.weight.exp_avg", Tensor::zeros({1})}});
+               }),
                Contains("unexpected: conv.weight.exp_avg"));
 }
 
 TEST_CASE("optimizer argument errors", "[optim]") {
   Tensor p = vec({1, 2});
   REQUIRE_THAT(error_of([&] { SGD({{"p", p}, {"p", p}}, SGDOptions{}); }), Contains("appears twice"));
-  REQUIRE_THAT(error_of([&] { SGD({{"i", Tensor::zeros({2}, DType::I32)}}, SGDOptions{}); }),
+  REQUIRE_THAT(error_of([&] {
+                 SGD({{"i", Tensor::zeros({2}, DType::I32)}}, SGDOptions{});
+               }),
                Contains("F32 required"));
   SGDOptions o;
   o.momentum = 0;

@@ -1,8 +1,9 @@
 // Weights I/O: safetensors and JSON round trips, dtype conversion against known bit patterns,
 // a file written by Python, every malformed-input case, all-or-nothing loading, atomic writes.
+#include <sys/wait.h>
+
 #include <cmath>
 #include <cstring>
-#include <sys/wait.h>
 
 #include "tests/testing.h"
 #include "tests/weights_testing.h"
@@ -104,9 +105,15 @@ TEST_CASE("F16 and BF16 bit patterns convert exactly", "[weights]") {
     uint16_t bits;
     float want;
   };
-  const Case f16[] = {{0x3C00, 1.0f},         {0xC000, -2.0f},          {0x7BFF, 65504.0f},
-                      {0x0001, 0x1p-24f},     {0x03FF, 1023 * 0x1p-24f}, {0x0400, 0x1p-14f},
-                      {0x3555, 0.333251953125f}, {0x8000, -0.0f},       {0x7C00, INFINITY},
+  const Case f16[] = {{0x3C00, 1.0f},
+                      {0xC000, -2.0f},
+                      {0x7BFF, 65504.0f},
+                      {0x0001, 0x1p-24f},
+                      {0x03FF, 1023 * 0x1p-24f},
+                      {0x0400, 0x1p-14f},
+                      {0x3555, 0.333251953125f},
+                      {0x8000, -0.0f},
+                      {0x7C00, INFINITY},
                       {0xFC00, -INFINITY}};
   for (const auto& c : f16) {
     INFO("f16 0x" << std::hex << c.bits);
@@ -114,7 +121,7 @@ TEST_CASE("F16 and BF16 bit patterns convert exactly", "[weights]") {
   }
   REQUIRE(std::isnan(f16_to_f32(0x7E00)));
   REQUIRE(std::isnan(f16_to_f32(0xFC01)));
-  const Case bf16[] = {{0x3F80, 1.0f},  {0x4049, 3.140625f}, {0xC2F7, -123.5f}, {0x0001, 0x1p-133f},
+  const Case bf16[] = {{0x3F80, 1.0f},  {0x4049, 3.140625f}, {0xC2F7, -123.5f},     {0x0001, 0x1p-133f},
                        {0x8000, -0.0f}, {0x7F80, INFINITY},  {0xFF7F, -0x1.fep127f}};
   for (const auto& c : bf16) {
     INFO("bf16 0x" << std::hex << c.bits);
@@ -263,10 +270,12 @@ TEST_CASE("malformed safetensors files are rejected with the file and tensor nam
     REQUIRE_THAT(e, Contains("'a'") && Contains("gap of 4"));
   }
   SECTION("reversed offsets, negative shape, missing fields, duplicates, bad metadata") {
-    REQUIRE_THAT(err(safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}})", f8)),
-                 Contains("reversed"));
-    REQUIRE_THAT(err(safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", f8)),
-                 Contains("not a non-negative integer"));
+    REQUIRE_THAT(
+        err(safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}})", f8)),
+        Contains("reversed"));
+    REQUIRE_THAT(
+        err(safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", f8)),
+        Contains("not a non-negative integer"));
     REQUIRE_THAT(err(safetensors_bytes(R"({"a": {"dtype": "F32", "data_offsets": [0, 8]}})", f8)),
                  Contains("tensor 'a'") && Contains("\"shape\""));
     REQUIRE_THAT(err(safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
@@ -274,8 +283,8 @@ TEST_CASE("malformed safetensors files are rejected with the file and tensor nam
                                        f8)),
                  Contains("'a' twice"));
     REQUIRE_THAT(err(safetensors_bytes(R"({"__metadata__": {"x": 1}})", "")), Contains("not a string"));
-    REQUIRE_THAT(err(safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [1,1,1,1,1,2], "data_offsets": [0, 8]}})",
-                                       f8)),
+    REQUIRE_THAT(err(safetensors_bytes(
+                     R"({"a": {"dtype": "F32", "shape": [1,1,1,1,1,2], "data_offsets": [0, 8]}})", f8)),
                  Contains("6 dims"));
   }
   SECTION("a truncated file") {
@@ -300,7 +309,8 @@ TEST_CASE("malformed safetensors files are rejected with the file and tensor nam
 
 TEST_CASE("malformed JSON tensor dumps are rejected", "[weights]") {
   auto err = [](const std::string& text) { return error_of([&] { parse_json_tensors(text, "t.json"); }); };
-  REQUIRE_THAT(err(R"({"a": {"shape": [2], "data": [1, 2]]})"), Contains("t.json") && Contains("malformed JSON at byte"));
+  REQUIRE_THAT(err(R"({"a": {"shape": [2], "data": [1, 2]]})"),
+               Contains("t.json") && Contains("malformed JSON at byte"));
   REQUIRE_THAT(err(R"({"a": {"shape": [2, 2], "dtype": "F32", "data": [1, 2, 3]}})"),
                Contains("tensor 'a'") && Contains("data has 3 values but shape [2, 2] needs 4"));
   REQUIRE_THAT(err(R"({"a": {"shape": [1], "dtype": "Q8", "data": [1]}})"), Contains("unknown dtype \"Q8\""));
@@ -311,11 +321,14 @@ TEST_CASE("malformed JSON tensor dumps are rejected", "[weights]") {
                Contains("appears twice"));
   REQUIRE_THAT(err(R"([1, 2])"), Contains("not an object"));
   // dtype defaults to F32; F64 reads as F32.
-  auto ok = parse_json_tensors(R"({"x": {"shape": [2], "data": [0.5, 2]}, "y": {"shape": [], "dtype": "F64", "data": [0.1]}})");
+  auto ok = parse_json_tensors(
+      R"({"x": {"shape": [2], "data": [0.5, 2]}, "y": {"shape": [], "dtype": "F64", "data": [0.1]}})");
   REQUIRE(ok[0].second.to_vector<float>() == std::vector<float>{0.5f, 2.0f});
   REQUIRE(ok[1].second.to_vector<float>() == std::vector<float>{0.1f});
   // NaN cannot be written.
-  REQUIRE_THAT(error_of([] { json_tensors_to_string({{"n", Tensor::full({2}, NAN)}}); }),
+  REQUIRE_THAT(error_of([] {
+                 json_tensors_to_string({{"n", Tensor::full({2}, NAN)}});
+               }),
                Contains("tensor 'n'") && Contains("index 0"));
 }
 
@@ -375,9 +388,13 @@ TEST_CASE("a failed write leaves the previous file intact and says why", "[weigh
                  Contains("No such file or directory"));
   }
   SECTION("invalid tensors are rejected before the file is touched") {
-    REQUIRE_THAT(error_of([&] { write_safetensors(path, {{"a", Tensor::ones({1})}, {"a", Tensor::ones({1})}}); }),
+    REQUIRE_THAT(error_of([&] {
+                   write_safetensors(path, {{"a", Tensor::ones({1})}, {"a", Tensor::ones({1})}});
+                 }),
                  Contains("appears twice"));
-    REQUIRE_THAT(error_of([&] { write_safetensors(path, {{"__metadata__", Tensor::ones({1})}}); }),
+    REQUIRE_THAT(error_of([&] {
+                   write_safetensors(path, {{"__metadata__", Tensor::ones({1})}});
+                 }),
                  Contains("reserved"));
   }
   REQUIRE(read_bytes(path) == before);
@@ -427,7 +444,8 @@ TEST_CASE("checkpoint round trip: model, AdamW state, step, RNG, JSON metadata",
   AdamW opt({model[0], model[1]}, AdamWOptions{});
   Rng rng(42);
   train_steps(model, opt, rng, 3);
-  nlohmann::json meta = {{"config", {{"model", {{"backbone", "mobilenet_v2"}, {"width", 1.0}}}}}, {"note", "x"}};
+  nlohmann::json meta = {{"config", {{"model", {{"backbone", "mobilenet_v2"}, {"width", 1.0}}}}},
+                         {"note", "x"}};
   save_checkpoint(path, model, &opt, 3, &rng, meta);
 
   // A fresh run restores everything and then continues exactly like the original.
@@ -483,7 +501,8 @@ TEST_CASE("checkpoint without optimizer or RNG; SGD; errors change nothing", "[w
   Rng rng2(5);
   const uint64_t w0 = rng2.state_word(0);
   const std::string e = error_of([&] { load_checkpoint(dir / "sgd.safetensors", other, &sgd2, &rng2); });
-  REQUIRE_THAT(e, Contains("missing: extra") && Contains("unexpected: bn.weight") && Contains("unexpected: bn.running_mean"));
+  REQUIRE_THAT(e, Contains("missing: extra") && Contains("unexpected: bn.weight") &&
+                      Contains("unexpected: bn.running_mean"));
   REQUIRE(sgd2.state().empty());
   REQUIRE(rng2.state_word(0) == w0);
   REQUIRE(other[0].second.to_vector<float>() == std::vector<float>(54, 0.0f));
@@ -504,7 +523,9 @@ TEST_CASE("a failed checkpoint write leaves the previous checkpoint intact", "[w
   const std::string before = read_bytes(path);
   train_steps(model, opt, rng, 1);
   detail::fail_next_write_after(300);  // "disk full" in the middle of the tensors
-  REQUIRE_THAT(error_of([&] { save_checkpoint(path, model, &opt, 2, &rng, {{"epoch", 2}}); }),
+  REQUIRE_THAT(error_of([&] {
+                 save_checkpoint(path, model, &opt, 2, &rng, {{"epoch", 2}});
+               }),
                Contains("ckpt.safetensors") && Contains("No space left") && Contains("unchanged"));
   REQUIRE(read_bytes(path) == before);
   REQUIRE(read_checkpoint(path).step == 1);
@@ -548,4 +569,39 @@ TEST_CASE("deeperlab convert json -> safetensors -> json, and its errors", "[wei
   auto [rc5, out5] = run(dir / "bad.json " + dir / "x.safetensors");
   REQUIRE(rc5 != 0);
   REQUIRE_THAT(out5, Contains("malformed JSON"));
+}
+
+// ---------------------------------------------------------------- the official library
+
+TEST_CASE("a file written by the official safetensors library (torch save_file) reads correctly",
+          "[weights]") {
+  // tests/data/official.safetensors was written with safetensors.torch.save_file (PyTorch 2.11):
+  // t = {"f32": [[1.5, -2.25], [3e-8, 1e30]] f32, "f16": [1, -0.5, 65504, 6e-8] f16,
+  //      "bf16": [1, -123.5, 3.140625] bf16, "f64": [0.1, -7] f64, "i64": [-5, 2**31 - 1],
+  //      "i32": [-1, 0, 123456], "u8": [[7], [250]], "bool": [False, True], "scalar": tensor(2.5)}
+  // save_file(t, path, metadata={"format": "pt"}). The same run read our own writer's output back
+  // with safetensors.numpy.load_file and found every value.
+  std::string here = __FILE__;
+  here = here.substr(0, here.find_last_of('/'));
+  std::map<std::string, std::string> meta;
+  NamedTensors ts = read_safetensors(here + "/data/official.safetensors", &meta);
+  REQUIRE(meta == std::map<std::string, std::string>{{"format", "pt"}});
+  REQUIRE(ts.size() == 9);
+  auto get = [&](const std::string& n) {
+    Tensor t = find_tensor(ts, n);
+    REQUIRE(t.defined());
+    return t;
+  };
+  REQUIRE(get("f32").shape() == Shape{2, 2});
+  REQUIRE(get("f32").to_vector<float>() == std::vector<float>{1.5f, -2.25f, 3e-8f, 1e30f});
+  REQUIRE(get("f16").to_vector<float>() == std::vector<float>{1.0f, -0.5f, 65504.0f, 0x1p-24f});
+  REQUIRE(get("bf16").to_vector<float>() == std::vector<float>{1.0f, -123.5f, 3.140625f});
+  REQUIRE(get("f64").to_vector<float>() == std::vector<float>{0.1f, -7.0f});
+  REQUIRE(get("i64").to_vector<int32_t>() == std::vector<int32_t>{-5, 2147483647});
+  REQUIRE(get("i32").to_vector<int32_t>() == std::vector<int32_t>{-1, 0, 123456});
+  REQUIRE(get("u8").shape() == Shape{2, 1});
+  REQUIRE(get("u8").to_vector<uint8_t>() == std::vector<uint8_t>{7, 250});
+  REQUIRE(get("bool").to_vector<uint8_t>() == std::vector<uint8_t>{0, 1});
+  REQUIRE(get("scalar").shape() == Shape{});
+  REQUIRE(get("scalar").item() == 2.5);
 }

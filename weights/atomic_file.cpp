@@ -24,7 +24,9 @@ std::string parent_dir(const std::string& path) {
 }  // namespace
 
 namespace detail {
-void fail_next_write_after(int64_t bytes) { g_fail_after.store(bytes); }
+void fail_next_write_after(int64_t bytes) {
+  g_fail_after.store(bytes);
+}
 }  // namespace detail
 
 void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& chunks) {

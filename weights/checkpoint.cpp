@@ -17,7 +17,8 @@ std::string rng_to_string(const Rng& rng) {
   std::string s;
   char buf[24];
   for (int i = 0; i < 4; ++i) {
-    std::snprintf(buf, sizeof buf, "%s%016llx", i ? "," : "", static_cast<unsigned long long>(rng.state_word(i)));
+    std::snprintf(buf, sizeof buf, "%s%016llx", i ? "," : "",
+                  static_cast<unsigned long long>(rng.state_word(i)));
     s += buf;
   }
   return s;
@@ -65,14 +66,16 @@ void save_checkpoint(const std::string& path, const NamedTensors& model_state, c
 Checkpoint read_checkpoint(const std::string& path) {
   std::map<std::string, std::string> meta;
   NamedTensors all = read_safetensors(path, &meta);
-  DL_CHECK(meta.count(kFormatKey), "'" << path << "' is a weights file, not a checkpoint (no " << kFormatKey
-                                       << " in its metadata)");
-  DL_CHECK(meta[kFormatKey] == "1", "checkpoint '" << path << "': unsupported format version \"" << meta[kFormatKey]
-                                                   << "\"");
+  DL_CHECK(meta.count(kFormatKey),
+           "'" << path << "' is a weights file, not a checkpoint (no " << kFormatKey << " in its metadata)");
+  DL_CHECK(meta[kFormatKey] == "1",
+           "checkpoint '" << path << "': unsupported format version \"" << meta[kFormatKey] << "\"");
   Checkpoint c;
   for (auto& kv : all) {
-    if (kv.first.rfind(kOptimPrefix, 0) == 0) c.optimizer.emplace_back(kv.first.substr(6), std::move(kv.second));
-    else c.model.push_back(std::move(kv));
+    if (kv.first.rfind(kOptimPrefix, 0) == 0)
+      c.optimizer.emplace_back(kv.first.substr(6), std::move(kv.second));
+    else
+      c.model.push_back(std::move(kv));
   }
   const std::string step = meta["deeperlab.step"];
   try {
@@ -94,8 +97,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   return c;
 }
 
-Checkpoint load_checkpoint(const std::string& path, const NamedTensors& model_state, Optimizer* optimizer, Rng* rng,
-                           bool strict) {
+Checkpoint load_checkpoint(const std::string& path, const NamedTensors& model_state, Optimizer* optimizer,
+                           Rng* rng, bool strict) {
   Checkpoint c = read_checkpoint(path);
   // Check everything first; Optimizer::load_state validates before it changes anything, and
   // nothing after it can fail, so the restore is all-or-nothing.

@@ -19,7 +19,7 @@ struct Checkpoint {
   NamedTensors optimizer;      // without the "optim/" prefix
   std::string optimizer_name;  // "sgd", "adamw" or "" when none was stored
   int64_t step = 0;
-  std::vector<uint64_t> rng;   // the 4 state words, empty when none was stored
+  std::vector<uint64_t> rng;  // the 4 state words, empty when none was stored
   nlohmann::json metadata = nlohmann::json::object();
 };
 
@@ -33,7 +33,7 @@ Checkpoint read_checkpoint(const std::string& path);
 // Restores a checkpoint into live objects: the model tensors in place (load_state rules), the
 // optimizer state and the RNG (each when non-null; a checkpoint without them is an error then).
 // Everything is checked before anything changes. Returns what was read (step, metadata, ...).
-Checkpoint load_checkpoint(const std::string& path, const NamedTensors& model_state, Optimizer* optimizer, Rng* rng,
-                           bool strict = true);
+Checkpoint load_checkpoint(const std::string& path, const NamedTensors& model_state, Optimizer* optimizer,
+                           Rng* rng, bool strict = true);
 
 }  // namespace dl

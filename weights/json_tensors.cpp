@@ -2,8 +2,8 @@
 
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -44,21 +44,26 @@ NamedTensors parse_json_tensors(const std::string& text, const std::string& src)
     JT_CHECK(v.is_object(), "entry is not an object with shape, dtype and data");
     JT_CHECK(v.contains("shape") && v["shape"].is_array(), "missing or non-array \"shape\"");
     JT_CHECK(v.contains("data") && v["data"].is_array(), "missing or non-array \"data\" (a flat list)");
-    const std::string dt = v.contains("dtype") ? (v["dtype"].is_string() ? v["dtype"].get<std::string>() : "?")
-                                               : std::string("F32");
+    const std::string dt = v.contains("dtype")
+                               ? (v["dtype"].is_string() ? v["dtype"].get<std::string>() : "?")
+                               : std::string("F32");
     DType dtype;
-    if (dt == "F32" || dt == "F64") dtype = DType::F32;
-    else if (dt == "I32") dtype = DType::I32;
-    else if (dt == "U8") dtype = DType::U8;
-    else JT_CHECK(false, "unknown dtype " << v["dtype"].dump() << " (supported: F32, F64, I32, U8)");
+    if (dt == "F32" || dt == "F64")
+      dtype = DType::F32;
+    else if (dt == "I32")
+      dtype = DType::I32;
+    else if (dt == "U8")
+      dtype = DType::U8;
+    else
+      JT_CHECK(false, "unknown dtype " << v["dtype"].dump() << " (supported: F32, F64, I32, U8)");
     JT_CHECK(v["shape"].size() <= 5, "shape has " << v["shape"].size() << " dims (at most 5 supported)");
     Shape shape;
     int64_t numel = 1;
     for (const auto& d : v["shape"]) {
       JT_CHECK(d.is_number_unsigned(), "shape entry " << d.dump() << " is not a non-negative integer");
       const uint64_t x = d.get<uint64_t>();
-      JT_CHECK(x == 0 || static_cast<uint64_t>(numel) <= (uint64_t(1) << 40) / x, "shape " << v["shape"].dump()
-                                                                                       << " is too large");
+      JT_CHECK(x == 0 || static_cast<uint64_t>(numel) <= (uint64_t(1) << 40) / x,
+               "shape " << v["shape"].dump() << " is too large");
       shape.push_back(static_cast<int64_t>(x));
       numel *= static_cast<int64_t>(x);
     }
@@ -77,8 +82,10 @@ NamedTensors parse_json_tensors(const std::string& text, const std::string& src)
         const double hi = dtype == DType::U8 ? 255 : std::numeric_limits<int32_t>::max();
         JT_CHECK(x.is_number_integer() && d >= lo && d <= hi,
                  "data[" << i << "] = " << x.dump() << " is not a valid " << dt << " value");
-        if (dtype == DType::U8) t.data<uint8_t>()[i] = static_cast<uint8_t>(x.get<int64_t>());
-        else t.data<int32_t>()[i] = static_cast<int32_t>(x.get<int64_t>());
+        if (dtype == DType::U8)
+          t.data<uint8_t>()[i] = static_cast<uint8_t>(x.get<int64_t>());
+        else
+          t.data<int32_t>()[i] = static_cast<int32_t>(x.get<int64_t>());
       }
     }
 #undef JT_CHECK
@@ -118,15 +125,19 @@ std::string json_tensors_to_string(const NamedTensors& tensors) {
         case DType::F32:
         case DType::F64: {
           const double v = t.dtype() == DType::F32 ? t.data<float>()[i] : t.data<double>()[i];
-          DL_CHECK(std::isfinite(v), "write JSON tensors: tensor '" << name << "' has " << v << " at index " << i
-                                                                    << " (JSON cannot represent it)");
+          DL_CHECK(std::isfinite(v), "write JSON tensors: tensor '" << name << "' has " << v << " at index "
+                                                                    << i << " (JSON cannot represent it)");
           // 9 significant digits round-trip every float, 17 every double.
           std::snprintf(buf, sizeof buf, t.dtype() == DType::F32 ? "%.9g" : "%.17g", v);
           s += buf;
           break;
         }
-        case DType::I32: s += std::to_string(t.data<int32_t>()[i]); break;
-        case DType::U8: s += std::to_string(t.data<uint8_t>()[i]); break;
+        case DType::I32:
+          s += std::to_string(t.data<int32_t>()[i]);
+          break;
+        case DType::U8:
+          s += std::to_string(t.data<uint8_t>()[i]);
+          break;
       }
     }
     s += "]}";

@@ -14,7 +14,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 namespace {
-bool is_float(DType t) { return t == DType::F32 || t == DType::F64; }
+bool is_float(DType t) {
+  return t == DType::F32 || t == DType::F64;
+}
 }  // namespace
 
 namespace {
@@ -40,7 +42,8 @@ std::vector<std::pair<size_t, size_t>> plan_load(const NamedTensors& model_state
     }
     const Tensor& src = source[it->second].second;
     if (src.shape() != dst.shape()) {
-      problems.push_back("shape mismatch: " + name + ": model " + dst.shape_str() + ", source " + src.shape_str());
+      problems.push_back("shape mismatch: " + name + ": model " + dst.shape_str() + ", source " +
+                         src.shape_str());
     } else if (src.dtype() != dst.dtype() && !(is_float(src.dtype()) && is_float(dst.dtype()))) {
       problems.push_back("dtype mismatch: " + name + ": model " + dtype_name(dst.dtype()) + ", source " +
                          dtype_name(src.dtype()));
@@ -54,8 +57,8 @@ std::vector<std::pair<size_t, size_t>> plan_load(const NamedTensors& model_state
 
   if (!problems.empty()) {
     std::ostringstream os;
-    os << "loading '" << source_name << "': " << problems.size() << " problem" << (problems.size() > 1 ? "s" : "")
-       << " (nothing was loaded):";
+    os << "loading '" << source_name << "': " << problems.size() << " problem"
+       << (problems.size() > 1 ? "s" : "") << " (nothing was loaded):";
     for (const auto& p : problems) os << "\n  " << p;
     DL_FAIL(os.str());
   }
@@ -63,8 +66,8 @@ std::vector<std::pair<size_t, size_t>> plan_load(const NamedTensors& model_state
 }
 }  // namespace
 
-void check_load_state(const NamedTensors& model_state, const NamedTensors& source, const std::string& source_name,
-                      bool strict) {
+void check_load_state(const NamedTensors& model_state, const NamedTensors& source,
+                      const std::string& source_name, bool strict) {
   plan_load(model_state, source, source_name, strict);
 }
 

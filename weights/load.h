@@ -15,8 +15,8 @@ void load_state(const NamedTensors& model_state, const NamedTensors& source, con
                 bool strict = true);
 
 // The checks of load_state without the copy: throws the same error, changes nothing.
-void check_load_state(const NamedTensors& model_state, const NamedTensors& source, const std::string& source_name,
-                      bool strict = true);
+void check_load_state(const NamedTensors& model_state, const NamedTensors& source,
+                      const std::string& source_name, bool strict = true);
 
 // Reads a weights file chosen by extension: .safetensors or .json. A checkpoint written by
 // save_checkpoint reads as its model tensors only (the optimizer's "optim/..." entries are dropped).

@@ -79,8 +79,8 @@ const DTypeInfo kDTypes[] = {
     {"I32", 4, DType::I32}, {"I64", 8, DType::I32}, {"U8", 1, DType::U8},    {"BOOL", 1, DType::U8},
 };
 // Valid safetensors dtypes we do not read (a clearer message than "unknown").
-const char* kUnsupported[] = {"I8", "I16", "U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3",
-                              "F6_E3M2", "C64"};
+const char* kUnsupported[] = {"I8",      "I16",     "U16", "U32",     "U64",     "F8_E4M3",
+                              "F8_E5M2", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64"};
 
 struct Entry {
   std::string name;
@@ -104,8 +104,9 @@ std::string supported_list() {
 Header parse_header(const std::string& path, const uint8_t* data, size_t size) {
   using nlohmann::json;
 #define ST_CHECK(cond, msg) DL_CHECK(cond, "safetensors '" << path << "': " << msg)
-  ST_CHECK(size >= 8, "file is " << size << " bytes, too short for the 8-byte header length (truncated or not a "
-                                                  "safetensors file)");
+  ST_CHECK(size >= 8, "file is " << size
+                                 << " bytes, too short for the 8-byte header length (truncated or not a "
+                                    "safetensors file)");
   uint64_t n = 0;
   std::memcpy(&n, data, 8);
   ST_CHECK(n <= size - 8, "header length " << n << " runs past the end of the file (" << size
@@ -130,8 +131,8 @@ Header parse_header(const std::string& path, const uint8_t* data, size_t size) {
   try {
     j = json::parse(text, text + n, cb);
   } catch (const json::exception& e) {
-    DL_FAIL("safetensors '" << path << "': malformed JSON header (" << n << " bytes starting at file offset 8): "
-                            << e.what());
+    DL_FAIL("safetensors '" << path << "': malformed JSON header (" << n
+                            << " bytes starting at file offset 8): " << e.what());
   }
   ST_CHECK(duplicate.empty(), "header lists tensor '" << duplicate << "' twice");
   ST_CHECK(j.is_object(), "the header is JSON but not an object");
@@ -162,30 +163,32 @@ Header parse_header(const std::string& path, const uint8_t* data, size_t size) {
     if (!e.dt) {
       bool known = std::find_if(std::begin(kUnsupported), std::end(kUnsupported),
                                 [&](const char* u) { return dt == u; }) != std::end(kUnsupported);
-      TN_CHECK(false, (known ? "unsupported" : "unknown") << " dtype \"" << dt << "\" (supported: " << supported_list()
-                                                          << ")");
+      TN_CHECK(false, (known ? "unsupported" : "unknown")
+                          << " dtype \"" << dt << "\" (supported: " << supported_list() << ")");
     }
     TN_CHECK(v["shape"].size() <= 5, "shape has " << v["shape"].size() << " dims (at most 5 supported)");
     uint64_t numel = 1;
     for (const auto& d : v["shape"]) {
       TN_CHECK(d.is_number_unsigned(), "shape entry " << d.dump() << " is not a non-negative integer");
       const uint64_t x = d.get<uint64_t>();
-      TN_CHECK(x == 0 || numel <= std::numeric_limits<int64_t>::max() / x, "shape " << v["shape"].dump()
-                                                                                   << " overflows");
+      TN_CHECK(x == 0 || numel <= std::numeric_limits<int64_t>::max() / x,
+               "shape " << v["shape"].dump() << " overflows");
       numel *= x;
       e.shape.push_back(static_cast<int64_t>(x));
     }
     for (const auto& o : v["data_offsets"])
-      TN_CHECK(o.is_number_unsigned(), "data_offsets " << v["data_offsets"].dump()
-                                                       << " are not non-negative integers");
+      TN_CHECK(o.is_number_unsigned(),
+               "data_offsets " << v["data_offsets"].dump() << " are not non-negative integers");
     e.begin = v["data_offsets"][0].get<uint64_t>();
     e.end = v["data_offsets"][1].get<uint64_t>();
     TN_CHECK(e.begin <= e.end, "data_offsets [" << e.begin << ", " << e.end << "] are reversed");
-    TN_CHECK(e.end <= data_size, "data_offsets [" << e.begin << ", " << e.end << "] run past the end of the data ("
-                                                  << data_size << " bytes; file truncated?)");
-    TN_CHECK(numel <= std::numeric_limits<uint64_t>::max() / e.dt->size && e.end - e.begin == numel * e.dt->size,
-             "data_offsets [" << e.begin << ", " << e.end << "] hold " << (e.end - e.begin) << " bytes, but "
-                              << dt << shape_str(e.shape) << " needs " << numel * e.dt->size);
+    TN_CHECK(e.end <= data_size, "data_offsets [" << e.begin << ", " << e.end
+                                                  << "] run past the end of the data (" << data_size
+                                                  << " bytes; file truncated?)");
+    TN_CHECK(
+        numel <= std::numeric_limits<uint64_t>::max() / e.dt->size && e.end - e.begin == numel * e.dt->size,
+        "data_offsets [" << e.begin << ", " << e.end << "] hold " << (e.end - e.begin) << " bytes, but " << dt
+                         << shape_str(e.shape) << " needs " << numel * e.dt->size);
 #undef TN_CHECK
     h.entries.push_back(std::move(e));
   }
@@ -201,13 +204,14 @@ Header parse_header(const std::string& path, const uint8_t* data, size_t size) {
     ST_CHECK(e.begin >= pos, "tensor '" << e.name << "' data_offsets [" << e.begin << ", " << e.end
                                         << "] overlap tensor '" << prev->name << "' [" << prev->begin << ", "
                                         << prev->end << "]");
-    ST_CHECK(e.begin == pos, "tensor '" << e.name << "' starts at data offset " << e.begin << ", leaving a gap of "
-                                        << (e.begin - pos) << " unused bytes before it");
+    ST_CHECK(e.begin == pos, "tensor '" << e.name << "' starts at data offset " << e.begin
+                                        << ", leaving a gap of " << (e.begin - pos)
+                                        << " unused bytes before it");
     pos = e.end;
     prev = &e;
   }
-  ST_CHECK(pos == data_size, "the data section has " << data_size << " bytes but the tensors cover only " << pos
-                                                     << " (trailing bytes)");
+  ST_CHECK(pos == data_size, "the data section has " << data_size << " bytes but the tensors cover only "
+                                                     << pos << " (trailing bytes)");
 #undef ST_CHECK
   return h;
 }
@@ -289,12 +293,15 @@ NamedTensors read_safetensors(const std::string& path, std::map<std::string, std
   Header h = parse_header(path, f.data(), f.size());
   NamedTensors out;
   out.reserve(h.entries.size());
-  for (const auto& e : h.entries) out.emplace_back(e.name, convert(path, e, f.data() + h.data_start + e.begin));
+  for (const auto& e : h.entries)
+    out.emplace_back(e.name, convert(path, e, f.data() + h.data_start + e.begin));
   if (metadata) *metadata = std::move(h.metadata);
   return out;
 }
 
-NamedTensors read_safetensors(const std::string& path) { return read_safetensors(path, nullptr); }
+NamedTensors read_safetensors(const std::string& path) {
+  return read_safetensors(path, nullptr);
+}
 
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
   MappedFile f(path);
@@ -318,8 +325,8 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
     const Tensor& t = kv.second;
     DL_CHECK(!name.empty(), "write_safetensors '" << path << "': a tensor has an empty name");
     DL_CHECK(name != "__metadata__", "write_safetensors '" << path << "': '__metadata__' is a reserved name");
-    DL_CHECK(names.insert(name).second, "write_safetensors '" << path << "': tensor name '" << name
-                                                              << "' appears twice");
+    DL_CHECK(names.insert(name).second,
+             "write_safetensors '" << path << "': tensor name '" << name << "' appears twice");
     DL_CHECK(t.defined(), "write_safetensors '" << path << "': tensor '" << name << "' is undefined");
     host.push_back(t.device() == Device::CPU ? t : t.to(Device::CPU));
     nlohmann::ordered_json e;

@@ -26,8 +26,8 @@ void sgd_step(float* p, float* buf, const float* g, int64_t n, float lr, float m
 }
 
 void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, float decay_scale, float beta1,
-                float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size, float bc2_sqrt,
-                float eps) {
+                float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size,
+                float bc2_sqrt, float eps) {
 #pragma omp parallel for simd if (n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];

@@ -15,8 +15,8 @@ void sgd_step(float* p, float* buf, const float* g, int64_t n, float lr, float m
 // v = beta2 * v + (1 - beta2) g g; p += -step_size * m / (sqrt(v) / bc2_sqrt + eps),
 // with step_size = lr / (1 - beta1^t) and bc2_sqrt = sqrt(1 - beta2^t).
 void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, float decay_scale, float beta1,
-                float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size, float bc2_sqrt,
-                float eps);
+                float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size,
+                float bc2_sqrt, float eps);
 
 // Sum of squares in double, in fixed-size blocks summed in a fixed order: the same result for
 // every thread count.
