@@ -128,26 +128,28 @@ template <bool Atomic>
 void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing, const float* lng, const float* shrt,
                    int h, int w, int steps, float weight) {
   const int64_t hw = int64_t(h) * w;
+  // One keypoint at a time: six streaming planes instead of thirty-five.
+  for (int k = 0; k < kNumKeypoints; ++k) {
+    const float *ly = lng + (2 * k) * hw, *lx = lng + (2 * k + 1) * hw;
+    const float *sy = shrt + (2 * k) * hw, *sx = shrt + (2 * k + 1) * hw;
+    float *ry = refined + (2 * k) * hw, *rx = refined + (2 * k + 1) * hw;
+    unsigned long long* a = acc + k * hw;
+    auto add = [a](int64_t j, unsigned long long v) {
+      if (Atomic)
+        __atomic_fetch_add(a + j, v, __ATOMIC_RELAXED);
+      else
+        a[j] += v;
+    };
 #pragma omp parallel for schedule(dynamic, 8) if (Atomic)
-  for (int y = 0; y < h; ++y) {
-    for (int x = 0; x < w; ++x) {
-      const int64_t i = int64_t(y) * w + x;
-      if (!thing[i]) continue;
-      for (int k = 0; k < kNumKeypoints; ++k) {
-        float my = lng[(2 * k) * hw + i], mx = lng[(2 * k + 1) * hw + i];
-        inst::refine_at(my, mx, y, x, shrt + (2 * k) * hw, shrt + (2 * k + 1) * hw, h, w, steps);
-        refined[(2 * k) * hw + i] = my;
-        refined[(2 * k + 1) * hw + i] = mx;
-        if (weight > 0.0f) {
-          unsigned long long* a = acc + k * hw;
-          inst::splat(inst::f_add(float(y), my), inst::f_add(float(x), mx), h, w, weight,
-                      [a](int64_t j, unsigned long long v) {
-                        if (Atomic)
-                          __atomic_fetch_add(a + j, v, __ATOMIC_RELAXED);
-                        else
-                          a[j] += v;
-                      });
-        }
+    for (int y = 0; y < h; ++y) {
+      for (int x = 0; x < w; ++x) {
+        const int64_t i = int64_t(y) * w + x;
+        if (!thing[i]) continue;
+        float my = ly[i], mx = lx[i];
+        inst::refine_at(my, mx, y, x, sy, sx, h, w, steps);
+        ry[i] = my;
+        rx[i] = mx;
+        if (weight > 0.0f) inst::splat(inst::f_add(float(y), my), inst::f_add(float(x), mx), h, w, weight, add);
       }
     }
   }
@@ -514,43 +516,66 @@ std::vector<int32_t> assign_pixels(const std::vector<int32_t>& labels, const std
   instance_tables(instances, kp, bar);
   const auto lut = thing_lut(classes);
   const float* ref = refined_long.data();
-#pragma omp parallel
+  // A uniform grid over the instances' mean keypoints (inside the image, as keypoints are clamped):
+  // cell lists in CSR form, instance indices ascending.
+  const float cell = 32.0f;
+  const int gh = int(height / 32) + 1, gw = int(width / 32) + 1;
+  std::vector<int> cell_start(size_t(gh) * gw + 1, 0), cell_items(n);
+  auto cell_of = [&](int j) {
+    const int cy = std::min(gh - 1, std::max(0, int(bar[2 * j] / cell)));
+    const int cx = std::min(gw - 1, std::max(0, int(bar[2 * j + 1] / cell)));
+    return cy * gw + cx;
+  };
+  for (int j = 0; j < n; ++j) ++cell_start[cell_of(j) + 1];
+  for (size_t c = 0; c + 1 < cell_start.size(); ++c) cell_start[c + 1] += cell_start[c];
   {
-    std::vector<float> lb(n);
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t y = 0; y < height; ++y)
-      for (int64_t x = 0; x < width; ++x) {
-        const int64_t i = y * width + x;
-        if (!lut[labels[i]]) continue;
-        float p[10];
-        predicted_keypoints(p, ref, hw, i, int(y), int(x));
-        const float py = (p[0] + p[2] + p[4] + p[6] + p[8]) / 5.0f;
-        const float px = (p[1] + p[3] + p[5] + p[7] + p[9]) / 5.0f;
-        int j0 = 0;
-        for (int j = 0; j < n; ++j) {
-          const float dy = py - bar[2 * j], dx = px - bar[2 * j + 1];
-          lb[j] = 25.0f * (dy * dy + dx * dx);  // (5 |mean p - mean q_j|)^2
-          if (lb[j] < lb[j0]) j0 = j;
+    std::vector<int> fill(cell_start.begin(), cell_start.end() - 1);
+    for (int j = 0; j < n; ++j) cell_items[fill[cell_of(j)]++] = j;
+  }
+  // Float rounding may make a computed bound exceed the true one slightly: keep a margin.
+  auto margin = [](float b) { return b * 1.0001f + 0.01f; };
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t y = 0; y < height; ++y) {
+    int prev = 0;  // the previous pixel's instance: usually this pixel's too, giving a tight bound
+    for (int64_t x = 0; x < width; ++x) {
+      const int64_t i = y * width + x;
+      if (!lut[labels[i]]) continue;
+      float p[10];
+      predicted_keypoints(p, ref, hw, i, int(y), int(x));
+      const float py = (p[0] + p[2] + p[4] + p[6] + p[8]) / 5.0f;
+      const float px = (p[1] + p[3] + p[5] + p[7] + p[9]) / 5.0f;
+      float best = inst::assign_cost(p, kp.data() + 10 * prev);
+      int bj = prev;
+      float m = margin(best), b2 = m * m;
+      // Every instance that can beat or tie `best` has 5 |mean p - mean q_j| <= best: its mean lies
+      // in the square of half-side m / 5 around the pixel's mean prediction.
+      const float rq = m / 5.0f;
+      const int cy0 = std::max(0, int(std::floor((py - rq) / cell))), cy1 = std::min(gh - 1, int(std::floor((py + rq) / cell)));
+      const int cx0 = std::max(0, int(std::floor((px - rq) / cell))), cx1 = std::min(gw - 1, int(std::floor((px + rq) / cell)));
+      auto consider = [&](int j) {
+        if (j == bj) return;
+        const float dy = py - bar[2 * j], dx = px - bar[2 * j + 1];
+        if (25.0f * (dy * dy + dx * dx) > b2) return;
+        const float c = inst::assign_cost(p, kp.data() + 10 * j);
+        if (c < best || (c == best && j < bj)) {
+          best = c;
+          bj = j;
+          m = margin(best);
+          b2 = m * m;
         }
-        float best = inst::assign_cost(p, kp.data() + 10 * j0);
-        int bj = j0;
-        // Float rounding may make the computed bound exceed the true one slightly: keep a margin.
-        auto bound = [](float b) {
-          const float m = b * 1.0001f + 0.01f;
-          return m * m;
-        };
-        float b2 = bound(best);
-        for (int j = 0; j < n; ++j) {
-          if (j == j0 || lb[j] > b2) continue;
-          const float c = inst::assign_cost(p, kp.data() + 10 * j);
-          if (c < best || (c == best && j < bj)) {
-            best = c;
-            bj = j;
-            b2 = bound(best);
-          }
+      };
+      if (cy0 <= cy1 && cx0 <= cx1) {
+        if (int64_t(cy1 - cy0 + 1) * (cx1 - cx0 + 1) >= n) {
+          for (int j = 0; j < n; ++j) consider(j);
+        } else {
+          for (int cy = cy0; cy <= cy1; ++cy)
+            for (int cx = cx0; cx <= cx1; ++cx)
+              for (int c = cell_start[cy * gw + cx]; c < cell_start[cy * gw + cx + 1]; ++c) consider(cell_items[c]);
         }
-        out[i] = bj;
       }
+      out[i] = bj;
+      prev = bj;
+    }
   }
   return out;
 }

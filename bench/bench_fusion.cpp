@@ -1,0 +1,184 @@
+// Post-processing (instance prediction + panoptic fusion) time per stage on generated scenes:
+// ~50 instances at 1025x2049 and 1441x1441, K = 19 classes, head outputs that are "perfect"
+// (decoded from the scene's own targets) and "noisy" (perfect + Gaussian noise on the heatmap
+// logits and every offset, so far more keypoint candidates survive), on the CPU with 1 and 2
+// threads, on CUDA when available, and the same work done by a PyTorch port (bench/fusion_ref.py)
+// in the same run when /usr/bin/python3 has torch.
+// Usage: bench_fusion [runs=5] [--cuda] [--no-torch] [--size HxW]...
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "core/ops.h"
+#include "core/rng.h"
+#include "core/storage.h"
+#include "parser/instance.h"
+#include "tests/fusion_scenes.h"
+#ifdef DEEPERLAB_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
+
+using namespace dl;
+
+namespace {
+
+// Cityscapes-like: 19 classes, ids 1..19, things 10..17 (the scenes use 1, 2, 10, 11).
+std::vector<Category> bench_categories() {
+  std::vector<Category> c;
+  for (int32_t id = 1; id <= 19; ++id) c.push_back({id, "c" + std::to_string(id), id >= 10 && id <= 17, {}});
+  return c;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+InferenceTimings median_timings(const std::vector<InferenceTimings>& all) {
+  auto pick = [&](double InferenceTimings::*f) {
+    std::vector<double> v;
+    for (const auto& t : all) v.push_back(t.*f);
+    return median(v);
+  };
+  InferenceTimings m;
+  for (auto f : {&InferenceTimings::check, &InferenceTimings::argmax, &InferenceTimings::refine_vote,
+                 &InferenceTimings::candidates, &InferenceTimings::grouping, &InferenceTimings::assign,
+                 &InferenceTimings::fusion, &InferenceTimings::total})
+    m.*f = pick(f);
+  return m;
+}
+
+void row(const char* scene, const char* variant, const std::string& where, const InferenceTimings& t, size_t segs,
+         const std::string& extra) {
+  std::printf("| %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | **%.2f** | %zu | %s |\n", scene,
+              variant, where.c_str(), t.check, t.argmax, t.refine_vote, t.candidates, t.grouping, t.assign, t.fusion,
+              t.total, segs, extra.c_str());
+  std::fflush(stdout);
+}
+
+void write_raw(const std::string& path, const HeadOutputs& o) {
+  std::ofstream f(path, std::ios::binary);
+  for (const Tensor* t : {&o.semantic, &o.heatmap, &o.long_offsets, &o.short_offsets, &o.mid_offsets})
+    f.write(static_cast<const char*>(t->raw_data()), std::streamsize(t->nbytes()));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = 5;
+  bool use_cuda = false, torch = true;
+  std::vector<std::pair<int64_t, int64_t>> sizes;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--cuda"))
+      use_cuda = true;
+    else if (!std::strcmp(argv[i], "--no-torch"))
+      torch = false;
+    else if (!std::strcmp(argv[i], "--size") && i + 1 < argc) {
+      long long h = 0, w = 0;
+      std::sscanf(argv[++i], "%lldx%lld", &h, &w);
+      sizes.push_back({h, w});
+    } else
+      runs = std::max(1, std::atoi(argv[i]));
+  }
+  if (sizes.empty()) sizes = {{1025, 2049}, {1441, 1441}};
+  try {
+    const ClassMap cm(bench_categories());
+    InferenceConfig cfg;  // defaults: R = 25
+    std::printf("| scene | outputs | device | check | argmax | refine+vote | candidates | grouping | assign | fusion | "
+                "total ms | segments | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (auto [h, w] : sizes) {
+      const std::string scene = std::to_string(h) + "x" + std::to_string(w);
+      testing::FusionScene s = testing::random_fusion_scene(h, w, 50, 7);
+      TargetConfig tc;
+      Targets t = build_targets(s.map, cm, tc, scene);
+      const int64_t instances = int64_t(s.map.segments.size()) - 2;
+      for (const char* variant : {"perfect", "noisy"}) {
+        HeadOutputs o = testing::perfect_outputs(t, cm);
+        if (!std::strcmp(variant, "noisy")) {
+          Rng rng(5);
+          o.semantic = add(o.semantic, Tensor::randn(o.semantic.shape(), rng, 2.0));
+          o.heatmap = add(o.heatmap, Tensor::randn(o.heatmap.shape(), rng, 4.0));
+          for (Tensor* x : {&o.short_offsets, &o.mid_offsets, &o.long_offsets})
+            *x = add(*x, Tensor::randn(x->shape(), rng, 2.0));
+        }
+        const std::string note = std::to_string(instances) + " GT instances";
+        for (int threads : {1, 2}) {
+          omp_set_num_threads(threads);
+          std::vector<InferenceTimings> all;
+          PanopticMap pm;
+          for (int r = 0; r < runs; ++r) {
+            InferenceTimings tm;
+            pm = predict_panoptic(o, cm, cfg, &tm);
+            all.push_back(tm);
+          }
+          row(scene.c_str(), variant, "CPU " + std::to_string(threads) + " thr", median_timings(all),
+              pm.segments.size(), note);
+        }
+#ifdef DEEPERLAB_WITH_CUDA
+        if (use_cuda && cuda_available()) {
+          HeadOutputs d{o.semantic.to(Device::CUDA), o.heatmap.to(Device::CUDA), o.long_offsets.to(Device::CUDA),
+                        o.short_offsets.to(Device::CUDA), o.mid_offsets.to(Device::CUDA)};
+          PanopticMap pm = predict_panoptic(d, cm, cfg);  // warm-up
+          cuda::reset_peak_bytes();
+          std::vector<InferenceTimings> staged;
+          std::vector<double> plain;
+          for (int r = 0; r < std::max(runs, 20); ++r) {
+            InferenceTimings tm;
+            pm = predict_panoptic(d, cm, cfg, &tm);  // synchronises per stage
+            staged.push_back(tm);
+            const auto t0 = std::chrono::steady_clock::now();
+            pm = predict_panoptic(d, cm, cfg);
+            plain.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+          }
+          InferenceTimings m = median_timings(staged);
+          char extra[160];
+          std::snprintf(extra, sizeof extra, "%s; unstaged total %.2f ms; peak device %.0f MiB (incl. inputs)",
+                        note.c_str(), median(plain), double(cuda::peak_bytes()) / (1 << 20));
+          row(scene.c_str(), variant, cuda::device_name(), m, pm.segments.size(), extra);
+        }
+#endif
+        if (torch) {
+          const std::string raw = "/tmp/bench_fusion_" + scene + "_" + variant + ".bin";
+          write_raw(raw, o);
+          std::string things;
+          for (int32_t c = 0; c < cm.num_classes(); ++c)
+            if (cm.isthing(c)) things += (things.empty() ? "" : ",") + std::to_string(c);
+          const char* py = std::getenv("DEEPERLAB_PYTHON");
+          const std::string cmd = std::string(py ? py : "/usr/bin/python3") + " bench/fusion_ref.py " + raw + " " +
+                                  std::to_string(h) + " " + std::to_string(w) + " " +
+                                  std::to_string(cm.num_classes()) + " " + things + " " + std::to_string(runs);
+          std::vector<std::pair<std::string, std::string>> variants = {{"PyTorch CPU 1 thr", "OMP_NUM_THREADS=1 " + cmd + " cpu"},
+                                                                       {"PyTorch CPU 2 thr", "OMP_NUM_THREADS=2 " + cmd + " cpu"}};
+          if (use_cuda) variants.push_back({"PyTorch CUDA", cmd + " cuda"});
+          for (const auto& [label, c] : variants) {
+            FILE* p = popen((c + " 2>&1").c_str(), "r");
+            char buf[512] = {0};
+            std::string outp;
+            while (p && std::fgets(buf, sizeof buf, p)) outp = buf;  // the last line
+            if (p) pclose(p);
+            while (!outp.empty() && outp.back() == '\n') outp.pop_back();
+            std::printf("| %s | %s | %s | %s |\n", scene.c_str(), variant, label.c_str(),
+                        outp.empty() ? "(no output)" : outp.c_str());
+            std::fflush(stdout);
+          }
+          std::remove(raw.c_str());
+        }
+      }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    std::printf("\npeak host RSS of the benchmark process: %.0f MiB (scene, targets, outputs and decoder together)\n",
+                ru.ru_maxrss / 1024.0);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_fusion: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
