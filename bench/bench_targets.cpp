@@ -2,6 +2,8 @@
 // instances (ellipses, some overlapping, 5 of them crowd) on two stuff regions, one thread,
 // median of several runs; plus peak host memory, and the same work done by a vectorised NumPy
 // implementation (bench/targets_ref.py) in the same run when /usr/bin/python3 has NumPy.
+// Also times deeperlab_loss forward + backward on the targets (19 classes, random head outputs),
+// on the CPU and, with --cuda, on the GPU.
 // Usage: bench_targets [size=1441] [instances=50] [runs=9] [--cuda]
 #include <algorithm>
 #include <chrono>
@@ -11,9 +13,12 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <omp.h>
+#include <time.h>
 
 #include "core/rng.h"
 #include "core/storage.h"
+#include "parser/losses.h"
 #include "parser/targets.h"
 #ifdef DEEPERLAB_WITH_CUDA
 #include "cuda/runtime.h"
@@ -52,9 +57,44 @@ double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// CPU time of this thread (user + system, page faults included): robust on a loaded machine.
+double thread_cpu_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// deeperlab_loss forward + backward on the targets `t` (already on the device), median ms.
+double time_loss(const Targets& t, int64_t k, int runs, Device d) {
+  const int64_t h = t.semantic.size(1), w = t.semantic.size(2);
+  Rng rng(5);
+  auto leaf = [&](int64_t c, double sd) {
+    Tensor x = Tensor::randn({1, c, h, w}, rng, sd).to(d);
+    x.set_requires_grad(true);
+    return x;
+  };
+  HeadOutputs out{leaf(k, 1.0), leaf(5, 1.0), leaf(10, 20.0), leaf(10, 5.0), leaf(16, 20.0)};
+  // The scene's labels use train ids 0..2 of the 19 logits: the softmax still runs over all 19.
+  LossConfig cfg;
+  std::vector<double> ts;
+  for (int r = 0; r < runs; ++r) {
+#ifdef DEEPERLAB_WITH_CUDA
+    if (d == Device::CUDA) cuda::synchronize();
+#endif
+    const double t0 = now_ms();
+    LossTerms l = deeperlab_loss(out, t, cfg, 0);
+    l.total.backward();
+#ifdef DEEPERLAB_WITH_CUDA
+    if (d == Device::CUDA) cuda::synchronize();
+#endif
+    ts.push_back(now_ms() - t0);
+  }
+  return median(ts);
 }
 
 }  // namespace
@@ -78,13 +118,14 @@ int main(int argc, char** argv) {
     PanopticMap m = make_scene(size, n, 2026);
     ClassMap cm({{1, "sky", false, {}}, {2, "road", false, {}}, {3, "car", true, {}}});
     TargetConfig cfg;  // R = 25
-    std::vector<double> t_cpu;
+    std::vector<double> t_cpu, t_thread;
     memory_reset_peak(Device::CPU);
     const size_t base = memory_current(Device::CPU);
     size_t insts = 0;
     for (int r = 0; r < runs; ++r) {
-      const double t0 = now_ms();
+      const double t0 = now_ms(), c0 = thread_cpu_ms();
       Targets t = build_targets(m, cm, cfg, "bench");
+      t_thread.push_back(thread_cpu_ms() - c0);
       t_cpu.push_back(now_ms() - t0);
       insts = t.instances[0].size();
     }
@@ -92,10 +133,18 @@ int main(int argc, char** argv) {
     const double ours = median(t_cpu);
     // Bytes written: 50 float channels (the short mask shares the heatmap) + semantic (I32) + 2 weights.
     const double gbs = 53.0 * 4.0 * double(size * size) / (ours * 1e6);
-    std::printf("targets %lldx%lld, %zu instances (+%d crowd), R=%.0f, 1 thread: median %.1f ms over %d runs "
-                "(%.1f GB/s written), peak host memory %.0f MiB\n",
-                (long long)size, (long long)size, insts, n / 10, cfg.radius, ours, runs, gbs, peak_mb);
+    std::printf("targets %lldx%lld, %zu instances (+%d crowd), R=%.0f, 1 thread: median %.1f ms wall, %.1f ms thread "
+                "CPU time over %d runs (%.1f GB/s written), peak host memory %.0f MiB\n",
+                (long long)size, (long long)size, insts, n / 10, cfg.radius, ours, median(t_thread), runs, gbs,
+                peak_mb);
 
+    {
+      Targets t = build_targets(m, cm, cfg, "bench");
+      std::printf("deeperlab_loss forward + backward, %lldx%lld, 19 classes, CPU (%d OpenMP threads allowed): "
+                  "median %.1f ms over %d runs\n",
+                  (long long)size, (long long)size, omp_get_max_threads(), time_loss(t, 19, std::max(1, runs / 3), Device::CPU),
+                  std::max(1, runs / 3));
+    }
 #ifdef DEEPERLAB_WITH_CUDA
     if (use_cuda && cuda::available()) {
       std::vector<double> t_gpu;
@@ -108,6 +157,9 @@ int main(int argc, char** argv) {
       }
       std::printf("targets on %s (CPU pixel pass + GPU fill): median %.1f ms\n", cuda::device_name(),
                   median(t_gpu));
+      Targets tg = build_targets_on(m, cm, cfg, Device::CUDA, "bench");
+      std::printf("deeperlab_loss forward + backward on %s, %lldx%lld, 19 classes: median %.2f ms over %d runs\n",
+                  cuda::device_name(), (long long)size, (long long)size, time_loss(tg, 19, runs, Device::CUDA), runs);
     }
 #else
     if (use_cuda) std::printf("--cuda: this build has no CUDA backend\n");

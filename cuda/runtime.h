@@ -13,12 +13,15 @@ namespace dl::cuda {
 // no device) counts as "no GPU".
 bool available();
 const char* device_name();
+// Why available() is false ("" when a device is usable), e.g. "cudaErrorInsufficientDriver: ...".
+const char* unavailable_reason();
 
 // The stream every op is enqueued on (one per process; ops are stream-ordered).
 cudaStream_t stream();
 void synchronize();
 // DEEPERLAB_CUDA_SYNC=1: synchronise and check for errors after every op.
 bool sync_after_ops();
+void set_sync_after_ops(bool on);  // overrides the environment (tests)
 void check_after_op(const char* op);
 
 // Caching, stream-ordered device allocator: freed blocks are kept and reused, so the

@@ -354,3 +354,79 @@ TEST_CASE("loss bad inputs raise errors naming the op and the shapes", "[losses]
   REQUIRE_THROWS_WITH(offset_l1(oy, oy, Tensor::ones({1, 2, 4, 5}, DType::F64), 1.0), Catch::Contains("mask must be"));
   REQUIRE_THROWS_WITH(offset_l1(oy, oy, Tensor::ones({1, 3, 4, 5}, DType::F64), 0.0), Catch::Contains("scale"));
 }
+
+// ---- the `deeperlab grad` subcommand on a generated scene ----
+#include "parser/panoptic.h"
+#include "weights/safetensors.h"
+
+TEST_CASE("deeperlab grad on a generated 33x41 scene writes every loss term and gradient", "[losses][cli]") {
+  const char* bin = std::getenv("DEEPERLAB_BIN");
+  if (!bin) {
+    WARN("skipped: DEEPERLAB_BIN is not set (ctest sets it)");
+    return;
+  }
+  const std::string dir = "/tmp/deeperlab_test_grad_" + std::to_string(::getpid());
+  REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
+  const int64_t h = 33, w = 41;
+  std::vector<int32_t> ids(h * w, 1);
+  for (int64_t y = 4; y < 15; ++y)
+    for (int64_t x = 5; x < 20; ++x) ids[y * w + x] = 2;
+  for (int64_t y = 18; y < 30; ++y)
+    for (int64_t x = 22; x < 37; ++x) ids[y * w + x] = 3;
+  write_panoptic_png(dir + "/gt.png", ids, h, w);
+  Rng rng(1);
+  std::vector<uint8_t> rgb(h * w * 3);
+  for (auto& v : rgb) v = uint8_t(rng.randint(0, 256));
+  write_rgb_png(dir + "/img.png", rgb, h, w);
+  PanopticJson pj;
+  pj.images.push_back({1, "img.png", w, h});
+  pj.categories = {{1, "road", false, {128, 64, 128}}, {2, "car", true, {0, 0, 142}}, {3, "person", true, {220, 20, 60}}};
+  PanopticAnnotation ann;
+  ann.image_id = 1;
+  ann.file_name = "gt.png";
+  ann.segments = {{1, 1, false, 0, {0, 0, w, h}}, {2, 2, false, 165, {5, 4, 15, 11}}, {3, 3, false, 180, {22, 18, 15, 12}}};
+  for (auto& s : ann.segments) s.area = int64_t(std::count(ids.begin(), ids.end(), s.id));
+  pj.annotations.push_back(ann);
+  write_panoptic_json(dir + "/gt.json", pj);
+  auto write_config = [&](int classes) {
+    std::ofstream f(dir + "/cfg.json");
+    f << R"({"model": {"backbone": "mobilenet_v2", "width_multiplier": 0.25, "backbone_kernel_size": 3,
+      "aspp_channels": 16, "aspp_rates": [2, 4, 6], "low_level_channels": 8, "decoder_widths": [32, 32],
+      "decoder_kernel_size": 3, "head_kernel_size": 3, "semantic_head_width": 16, "instance_head_width": 8,
+      "num_classes": )"
+      << classes << R"(}, "loss": {"keypoint_radius": 5.0, "hard_pixel_fraction": 0.25}})";
+  };
+  write_config(3);
+  const std::string cmd = std::string(bin) + " grad --config " + dir + "/cfg.json --image " + dir + "/img.png --gt-json " +
+                          dir + "/gt.json --gt-png " + dir + "/gt.png --out " + dir + "/g.safetensors --threads 2";
+  REQUIRE(std::system((cmd + " > " + dir + "/stdout.txt").c_str()) == 0);
+  NamedTensors got = read_safetensors(dir + "/g.safetensors");
+  double sum_terms = 0, total = 0;
+  int64_t grads = 0, nonzero = 0;
+  for (const auto& [name, t] : got) {
+    if (name.rfind("loss.", 0) == 0) {
+      REQUIRE(std::isfinite(t.item()));
+      if (name == "loss.total")
+        total = t.item();
+      else
+        sum_terms += t.item();
+    } else {
+      REQUIRE(name.rfind("grad.", 0) == 0);
+      ++grads;
+      for (float v : t.to_vector<float>()) nonzero += v != 0.0f;
+    }
+  }
+  REQUIRE(find_tensor(got, "loss.semantic").defined());
+  REQUIRE(find_tensor(got, "loss.long_offsets").defined());
+  REQUIRE(total == Approx(sum_terms).epsilon(1e-5));
+  REQUIRE(total > 0);
+  REQUIRE(grads > 10);
+  REQUIRE(nonzero > 0);
+  // A config whose class count does not match the dataset fails with a message, not a crash.
+  write_config(5);
+  REQUIRE(std::system((cmd + " > /dev/null 2> " + dir + "/stderr.txt").c_str()) != 0);
+  std::ifstream err(dir + "/stderr.txt");
+  std::string msg((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  REQUIRE(msg.find("categories") != std::string::npos);
+  std::system(("rm -rf " + dir).c_str());
+}
