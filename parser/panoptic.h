@@ -86,6 +86,11 @@ PanopticMap load_panoptic(const std::string& png_path, const PanopticAnnotation&
 PanopticMap load_panoptic(const std::string& png_path, const PanopticAnnotation& ann,
                           const std::vector<Category>& categories, int64_t expect_height, int64_t expect_width);
 
+// The same two, refilling existing buffers (no fresh allocation per image in evaluation loops).
+void read_panoptic_png(const std::string& path, std::vector<int32_t>& ids, int64_t& height, int64_t& width);
+void load_panoptic_into(PanopticMap& out, const std::string& png_path, const PanopticAnnotation& ann,
+                        const std::vector<Category>& categories, int64_t expect_height = 0, int64_t expect_width = 0);
+
 // RGB images (JPEG/PNG through stb_image): HWC uint8. Errors name the file.
 std::vector<uint8_t> read_rgb(const std::string& path, int64_t& height, int64_t& width);
 void write_rgb_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width);  // atomic

@@ -10,6 +10,9 @@
 #include "core/error.h"
 #include "parser/panoptic.h"
 
+#include <stb_image_write.h>  // declarations only (stbi_write_force_png_filter); the library implements it
+
+
 namespace fs = std::filesystem;
 using namespace dl;
 
@@ -255,4 +258,51 @@ TEST_CASE("write_file_atomic replaces the whole file", "[panoptic_io]") {
   CHECK(read_text(p) == "second");
   std::string e = error_of([&] { write_file_atomic(d / "no/such/dir/f.txt", "x"); });
   CHECK_THAT(e, Catch::Contains("no/such/dir/f.txt") && Catch::Contains("cannot create"));
+}
+
+TEST_CASE("panoptic png every PNG row filter 0..4, 37x53 flat regions and noise", "[panoptic_io]") {
+  TempDir d;
+  const int64_t h = 37, w = 53;
+  std::vector<int32_t> ids(h * w);
+  uint32_t state = 12345;
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      state = state * 1664525u + 1013904223u;
+      int32_t v = (x < 20 && y < 20) ? 0x00A0B0 : (x > 40 ? int32_t(state >> 8) : 0xFF01FE + int32_t(y / 9));
+      if (y % 11 == 5 && x % 7 == 3) v = 0;
+      ids[y * w + x] = v & 0xFFFFFF;
+    }
+  std::vector<uint8_t> rgb(ids.size() * 3);
+  for (size_t i = 0; i < ids.size(); ++i)
+    for (int k = 0; k < 3; ++k) rgb[3 * i + k] = static_cast<uint8_t>(ids[i] >> (8 * k));
+  for (int f = -1; f <= 4; ++f) {
+    INFO("filter " << f);
+    stbi_write_force_png_filter = f;
+    write_panoptic_png(d / "f.png", ids, h, w);
+    write_rgb_png(d / "g.png", rgb, h, w);
+    stbi_write_force_png_filter = -1;
+    int64_t hh = 0, ww = 0;
+    std::vector<int32_t> back = read_panoptic_png(d / "f.png", hh, ww);
+    REQUIRE(hh == h);
+    REQUIRE(ww == w);
+    size_t bad = 0;
+    while (bad < ids.size() && back[bad] == ids[bad]) ++bad;
+    INFO("first mismatch at pixel " << bad);
+    CHECK(bad == ids.size());
+    CHECK(read_rgb(d / "g.png", hh, ww) == rgb);
+  }
+}
+
+TEST_CASE("panoptic png with corrupt compressed data is rejected", "[panoptic_io]") {
+  TempDir d;
+  std::vector<int32_t> ids(64 * 64);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i * 2654435761u) & 0xFFFFFF;
+  write_panoptic_png(d / "c.png", ids, 64, 64);
+  std::string bytes = read_text(d / "c.png");
+  // Flip bytes in the middle of the IDAT payload.
+  for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 40; ++i) bytes[i] = static_cast<char>(bytes[i] ^ 0x5A);
+  write_text(d / "c.png", bytes);
+  int64_t h = 0, w = 0;
+  std::string e = error_of([&] { read_panoptic_png(d / "c.png", h, w); });
+  CHECK_THAT(e, Catch::Contains("c.png") && Catch::Contains("cannot decode panoptic PNG ("));
 }
