@@ -58,6 +58,8 @@ struct PlaneGeom {
 };
 
 // Thread-local buffers for one plane, sized once per call.
+constexpr int kMaxRows = 4;  // output rows computed together by the vertical-stride-1 kernel
+
 template <class T> struct Scratch {
   int64_t wop;  // output row length rounded up to the vector width
   int64_t wq;   // length of one phase row
@@ -71,7 +73,7 @@ template <class T> struct Scratch {
     wq = wop + ((p.kw - 1) * p.dw) / p.sw + 1;
     phase.assign(size_t(p.h * p.sw * wq), T(0));
     zero.assign(size_t(p.sw * wq), T(0));
-    row.assign(size_t(wop), T(0));
+    row.assign(size_t(kMaxRows * wop), T(0));
     if (for_weight) gpad.assign(size_t(p.ho * wop), T(0));
     tab.resize(size_t(p.kh * p.kw));
     set_offsets(p);
@@ -97,7 +99,9 @@ template <class T> struct Scratch {
   }
   // Start of the contiguous run read by tap (ky, kx) for output row oy: row(oy, ky) + kx_off[kx].
   const T* row_base(const PlaneGeom& p, int64_t oy, int64_t ky) const {
-    const int64_t iy = oy * p.sh - p.ph + ky * p.dh;
+    return input_row(p, oy * p.sh - p.ph + ky * p.dh);
+  }
+  const T* input_row(const PlaneGeom& p, int64_t iy) const {
     return (iy >= 0 && iy < p.h) ? phase.data() + iy * p.sw * wq : zero.data();
   }
   std::vector<int64_t> kx_off;
@@ -171,8 +175,86 @@ void plane_fwd(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, Scr
   }
 }
 
+// R output rows oy0 + r*dh (r < R) at once, for vertical stride 1: output row r, kernel row ky reads
+// input row j = r + ky of rows[], so each loaded input vector feeds up to R rows (fewer loads per
+// FMA, R*NB independent accumulators). NB vectors from column ox; results go to dst[r] + ox.
+template <class T, int K, int R, int NB>
+inline void fwd_rows(T* const* dst, const T* const* rows, const int64_t* kxo, const typename Simd<T>::V* wv, T init,
+                     int64_t ox) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V acc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) acc[r][b] = S::splat(init);
+#pragma GCC unroll 1
+  for (int j = 0; j < K + R - 1; ++j) {
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; ++kx) {
+      const T* src = rows[j] + kxo[kx] + ox;
+      V xv[NB];
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) xv[b] = S::load(src + b * S::L);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const int ky = j - r;
+        if (ky < 0 || ky >= K) continue;
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) acc[r][b] += wv[ky * K + kx] * xv[b];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) S::store(dst[r] + ox + b * S::L, acc[r][b]);
+}
+
+template <class T, int K, int R>
+void fwd_row_group(T* out, const T* wk, T init, const PlaneGeom& p, Scratch<T>& sc, int64_t oy0) {
+  constexpr int64_t L = Simd<T>::L;
+  const T* rows[K + R - 1];
+  for (int j = 0; j < K + R - 1; ++j) rows[j] = sc.input_row(p, oy0 - p.ph + j * p.dh);
+  T* dst[R];
+  for (int r = 0; r < R; ++r) dst[r] = sc.row.data() + r * sc.wop;
+  const int64_t* kxo = sc.kx_off.data();
+  // Weights pre-broadcast to whole vectors: the FMAs take them as aligned memory operands, which
+  // leaves the registers to the R*NB accumulators.
+  typename Simd<T>::V wv[K * K];
+  for (int i = 0; i < K * K; ++i) wv[i] = Simd<T>::splat(wk[i]);
+  int64_t ox = 0;
+  for (; ox + 4 * L <= sc.wop; ox += 4 * L) fwd_rows<T, K, R, 4>(dst, rows, kxo, wv, init, ox);
+  switch ((sc.wop - ox) / L) {
+    case 3: fwd_rows<T, K, R, 3>(dst, rows, kxo, wv, init, ox); break;
+    case 2: fwd_rows<T, K, R, 2>(dst, rows, kxo, wv, init, ox); break;
+    case 1: fwd_rows<T, K, R, 1>(dst, rows, kxo, wv, init, ox); break;
+    default: break;
+  }
+  for (int r = 0; r < R; ++r) std::memcpy(out + (oy0 + r * p.dh) * p.wo, dst[r], sizeof(T) * p.wo);
+}
+
+// Vertical stride 1: output rows in groups {oy0, oy0 + dh, ...} that share input rows.
+template <class T, int K>
+void plane_fwd_rows(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, Scratch<T>& sc) {
+  sc.build(in, p);
+  const int64_t step = kMaxRows * p.dh;
+  for (int64_t blk = 0; blk < p.ho; blk += step)
+    for (int64_t off = 0; off < p.dh && blk + off < p.ho; ++off) {
+      const int64_t oy0 = blk + off;
+      const int64_t nr = std::min<int64_t>(kMaxRows, (p.ho - 1 - oy0) / p.dh + 1);
+      switch (nr) {
+        case 4: fwd_row_group<T, K, 4>(out, wk, init, p, sc, oy0); break;
+        case 3: fwd_row_group<T, K, 3>(out, wk, init, p, sc, oy0); break;
+        case 2: fwd_row_group<T, K, 2>(out, wk, init, p, sc, oy0); break;
+        default: fwd_row_group<T, K, 1>(out, wk, init, p, sc, oy0); break;
+      }
+    }
+}
+
 template <class T>
 void plane_fwd_any(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, Scratch<T>& sc) {
+  if (p.kh == p.kw && p.sh == 1) {
+    if (p.kw == 3) return plane_fwd_rows<T, 3>(out, in, wk, init, p, sc);
+    if (p.kw == 5) return plane_fwd_rows<T, 5>(out, in, wk, init, p, sc);
+    if (p.kw == 7) return plane_fwd_rows<T, 7>(out, in, wk, init, p, sc);
+  }
   if (p.kh == p.kw) {
     if (p.kw == 3) return plane_fwd<T, 3>(out, in, wk, init, p, sc);
     if (p.kw == 5) return plane_fwd<T, 5>(out, in, wk, init, p, sc);
