@@ -177,7 +177,7 @@ int cmd_infer(int argc, char** argv) {
     HeadOutputs out = run_model(model, img, h, w, device);
     PanopticMap pred = predict(out, classes, cfg);
     writer.add(inputs[i].name, inputs[i].image_id, rgb, pred);
-    if (bar) bar->update(static_cast<int64_t>(i) + 1);
+    if (bar && i + 1 < inputs.size()) bar->update(static_cast<int64_t>(i) + 1);
   }
   writer.finish();
   if (bar) bar->finish();

@@ -35,7 +35,9 @@ int cmd_synth(int argc, char** argv) {
     opt.height = h, opt.width = w;
   }
   Progress bar("synth", opt.num_train + opt.num_val, "img");
-  write_synth_dataset(ap.get("out"), opt, [&](int64_t done, int64_t) { bar.update(done); });
+  write_synth_dataset(ap.get("out"), opt, [&](int64_t done, int64_t total) {
+    if (done < total) bar.update(done);
+  });
   bar.finish();
   std::printf("wrote %lld train + %lld val images of %lldx%lld to %s\n", (long long)opt.num_train,
               (long long)opt.num_val, (long long)opt.height, (long long)opt.width, ap.get("out").c_str());

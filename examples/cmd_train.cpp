@@ -1,6 +1,7 @@
 // `deeperlab train`: trains DeeperLab on a COCO-panoptic dataset (parser/trainer.h).
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "core/error.h"
 #include "examples/cli.h"
@@ -29,6 +30,8 @@ int cmd_train(int argc, char** argv) {
       .option("batch", "images per step (overrides train.batch_size)")
       .option("lr", "base learning rate (overrides train.learning_rate)")
       .option("seed", "data order and augmentation seed (overrides train.seed)")
+      .option("stop-after", "stop after this step with a checkpoint, as if interrupted (the LR schedule still "
+                            "follows --steps; continue with --resume)")
       .flag("no-progress", "no progress bar");
   if (!ap.parse(argc, argv)) return 0;
   TrainOptions opt;
@@ -50,7 +53,17 @@ int cmd_train(int argc, char** argv) {
   opt.device = t.device;
   opt.resume = ap.get("resume");
   opt.init = ap.get("init");
-  opt.progress = !ap.get_flag("no-progress");
+  std::unique_ptr<Progress> bar;
+  if (!ap.get_flag("no-progress"))
+    opt.progress = [&bar](int64_t done, int64_t total, const std::string& label, const std::string& extra,
+                          bool finished) {
+      if (!bar) bar = std::make_unique<Progress>(label, total, "step");
+      if (finished)
+        bar->finish(extra);
+      else
+        bar->update(done, extra);
+    };
+  if (ap.has("stop-after")) opt.stop_after = ap.get_int("stop-after");
   TrainResult r = train(opt);
   if (r.validated) std::cout << "validation at step " << r.step << ":\n" << format_eval(r.val);
   return 0;

@@ -20,7 +20,6 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/optim.h"
-#include "examples/cli.h"
 #include "weights/load.h"
 #include "weights/checkpoint.h"
 
@@ -118,20 +117,17 @@ std::string format_eval(const EvalResult& r) {
 }
 
 EvalResult evaluate(const Net& model, const PanopticDataset& data, const Config& cfg, Device device,
-                    int64_t max_images, bool progress) {
+                    int64_t max_images, const std::function<void(int64_t, int64_t)>& progress) {
   const ClassMap classes(data.categories());
   PanopticEvaluator ev(data.categories());
   const int64_t n = max_images > 0 ? std::min(max_images, data.size()) : data.size();
-  std::unique_ptr<cli::Progress> bar;
-  if (progress) bar = std::make_unique<cli::Progress>("val", n, "img");
   for (int64_t i = 0; i < n; ++i) {
     Sample s = data.load(i, true);
     HeadOutputs out = run_model(model, s.image, s.height, s.width, device);
     PanopticMap pred = predict(out, classes, cfg);
     ev.add(s.gt, pred, s.name);
-    if (bar) bar->update(i + 1);
+    if (progress) progress(i + 1, n);
   }
-  if (bar) bar->finish();
   return ev.result();
 }
 
@@ -294,12 +290,14 @@ TrainResult train(const TrainOptions& opt) {
   };
 
   Loader loader(train_data, classes, target_cfg, lo, step);
-  std::unique_ptr<cli::Progress> bar;
-  if (opt.progress) bar = std::make_unique<cli::Progress>("train", tc.steps, "step");
+  const int64_t last = opt.stop_after > 0 ? std::min(opt.stop_after, tc.steps) : tc.steps;
+  const int64_t first_step = step;
+  std::string last_extra;
+  const std::string label = first_step ? "train (resumed at " + std::to_string(first_step) + ")" : "train";
   const auto t_start = std::chrono::steady_clock::now();
   int64_t images_done = 0;
   model.train();
-  while (step < tc.steps) {
+  while (step < last) {
     const auto t0 = std::chrono::steady_clock::now();
     Batch b = loader.next();
     const double lr = learning_rate(tc, step);
@@ -311,8 +309,8 @@ TrainResult train(const TrainOptions& opt) {
     double total = loss.terms["loss"];
     if (g_nan_step > 0 && step + 1 == g_nan_step) total = std::nan("");
     if (!std::isfinite(total)) {
-      if (bar) bar->finish();
-      DL_FAIL("train: the loss became " << total << " at step " << step << " (lr " << lr
+      if (opt.progress) opt.progress(step - first_step, last - first_step, label, last_extra, true);
+      DL_FAIL("train: the loss became " << total << " at step " << step + 1 << " (lr " << lr
                                         << "); stopping. Lower train.learning_rate or enable train.grad_clip_norm"
                                         << (result.checkpoint.empty() && opt.resume.empty()
                                                 ? std::string(" (no checkpoint was written yet)")
@@ -322,7 +320,7 @@ TrainResult train(const TrainOptions& opt) {
     model.zero_grad();
     loss.total.backward();
     const double gnorm = clip_grad_norm(params, tc.grad_clip_norm > 0 ? tc.grad_clip_norm : 1e300);
-    DL_CHECK(std::isfinite(gnorm), "train: the gradient norm became " << gnorm << " at step " << step
+    DL_CHECK(std::isfinite(gnorm), "train: the gradient norm became " << gnorm << " at step " << step + 1
                                                                       << "; stopping (the last good checkpoint is kept)");
     optim->step();
     ++step;
@@ -340,18 +338,19 @@ TrainResult train(const TrainOptions& opt) {
     line["images_per_s"] = ips;
     log << line.dump() << "\n";
     log.flush();
-    if (bar) {
+    if (opt.progress) {
       std::string extra = "loss " + fmt(total) + " (sem " + fmt(terms["semantic"], 3) + " hm " +
                           fmt(terms["heatmap"], 3) + " s " + fmt(terms["short_offsets"], 3) + " m " +
                           fmt(terms["mid_offsets"], 3) + " l " + fmt(terms["long_offsets"], 3) + ") " +
                           fmt(ips, 3) + " img/s";
-      bar->update(step, extra);
+      last_extra = extra;
+      if (step < last) opt.progress(step - first_step, last - first_step, label, extra, false);
     }
 
-    if (tc.checkpoint_every > 0 && step % tc.checkpoint_every == 0 && step < tc.steps) save(step);
+    if (tc.checkpoint_every > 0 && step % tc.checkpoint_every == 0 && step < last) save(step);
     if (val_data && step % tc.val_every == 0) {
       model.eval();
-      EvalResult r = evaluate(model, *val_data, cfg, device, tc.val_images, false);
+      EvalResult r = evaluate(model, *val_data, cfg, device, tc.val_images);
       model.train();
       result.validated = true;
       result.val = r;
@@ -362,7 +361,7 @@ TrainResult train(const TrainOptions& opt) {
       log << v.dump() << "\n";
       log.flush();
       if (!opt.quiet) {
-        if (bar && isatty(2)) std::fprintf(stderr, "\n");
+        if (opt.progress && isatty(2)) std::fprintf(stderr, "\n");
         std::printf("step %lld: val PQ %.3f (things %.3f, stuff %.3f) PC %.3f mIoU %.3f on %lld images\n",
                     static_cast<long long>(step), r.all.pq, r.things.pq, r.stuff.pq, r.all.pc, r.miou,
                     static_cast<long long>(r.images));
@@ -370,7 +369,7 @@ TrainResult train(const TrainOptions& opt) {
       }
     }
   }
-  if (bar) bar->finish();
+  if (opt.progress) opt.progress(step - first_step, last - first_step, label, last_extra, true);
   save(step);
   result.step = step;
   const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

@@ -31,7 +31,11 @@ struct TrainOptions {
   std::string device = "cpu";  // cpu | cuda
   std::string resume;          // checkpoint to continue from
   std::string init;            // backbone weights loaded non-strictly
-  bool progress = true;        // progress bar on stderr
+  int64_t stop_after = 0;      // > 0: stop (with a checkpoint) after this step, as if interrupted
+  // Progress reports (the CLI draws a bar): steps done since the start of this run, steps this
+  // run will do, and a text with the loss terms and rate; `finished` on the last call.
+  std::function<void(int64_t done, int64_t total, const std::string& label, const std::string& extra, bool finished)>
+      progress;
   bool quiet = false;          // no summary lines on stdout
 };
 
@@ -60,7 +64,8 @@ std::string format_eval(const EvalResult& r);
 
 // PQ / PC / mIoU of the model on (up to max_images of) a dataset split.
 EvalResult evaluate(const Net& model, const PanopticDataset& data, const Config& cfg, Device device,
-                    int64_t max_images = 0, bool progress = false);
+                    int64_t max_images = 0,
+                    const std::function<void(int64_t done, int64_t total)>& progress = {});
 
 // Resolves the train or val split named by the config (data.{split}_json / _images / _panoptic when
 // set) or else found below `data_root`.
