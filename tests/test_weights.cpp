@@ -161,7 +161,8 @@ h += b" " * ((8 - len(h) % 8) % 8)
 open(out, "wb").write(struct.pack("<Q", len(h)) + h + data)
 )PY";
   write_bytes(dir / "make.py", script);
-  if (!run_python(dir / "make.py", dir / "py.safetensors")) return;
+  if (!python_has("numpy")) return;
+  REQUIRE(run_python(dir / "make.py", dir / "py.safetensors"));
   std::map<std::string, std::string> meta;
   NamedTensors ts = read_safetensors(dir / "py.safetensors", &meta);
   REQUIRE(meta.at("format") == "pt");
@@ -215,6 +216,7 @@ assert get("scalar", "<f4").shape == () and get("scalar", "<f4") == np.float32(1
 assert h["empty"]["shape"] == [0, 3]
 )PY";
   write_bytes(dir / "check.py", script);
+  if (!python_has("numpy")) return;
   REQUIRE(run_python(dir / "check.py", dir / "ours.safetensors"));
 }
 

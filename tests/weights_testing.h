@@ -45,6 +45,14 @@ inline bool run_python(const std::string& script_path, const std::string& args =
   return rc == 0;
 }
 
+// True when Debian's Python can import `module` (tests that need it skip themselves otherwise).
+inline bool python_has(const std::string& module) {
+  const std::string cmd = "/usr/bin/python3 -c 'import " + module + "' > /dev/null 2>&1";
+  if (std::system(cmd.c_str()) == 0) return true;
+  WARN("skipped: /usr/bin/python3 cannot import " << module);
+  return false;
+}
+
 // A safetensors file from a raw header string and data bytes (for malformed-input tests).
 inline std::string safetensors_bytes(const std::string& header, const std::string& data) {
   uint64_t n = header.size();
