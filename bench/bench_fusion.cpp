@@ -4,9 +4,10 @@
 // logits and every offset, so far more keypoint candidates survive), on the CPU with 1 and 2
 // threads, on CUDA when available, and the same work done by a PyTorch port (bench/fusion_ref.py)
 // in the same run when /usr/bin/python3 has torch.
-// Usage: bench_fusion [runs=5] [--cuda] [--no-torch] [--size HxW]...
+// Usage: bench_fusion [runs=5] [--cuda] [--torch cpu,cuda | --no-torch] [--size HxW]...
 #include <omp.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -73,13 +74,16 @@ void write_raw(const std::string& path, const HeadOutputs& o) {
 
 int main(int argc, char** argv) {
   int runs = 5;
-  bool use_cuda = false, torch = true;
+  bool use_cuda = false;
+  std::string torch_devices = "cpu";
   std::vector<std::pair<int64_t, int64_t>> sizes;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--cuda"))
       use_cuda = true;
     else if (!std::strcmp(argv[i], "--no-torch"))
-      torch = false;
+      torch_devices.clear();
+    else if (!std::strcmp(argv[i], "--torch") && i + 1 < argc)
+      torch_devices = argv[++i];
     else if (!std::strcmp(argv[i], "--size") && i + 1 < argc) {
       long long h = 0, w = 0;
       std::sscanf(argv[++i], "%lldx%lld", &h, &w);
@@ -112,14 +116,21 @@ int main(int argc, char** argv) {
         for (int threads : {1, 2}) {
           omp_set_num_threads(threads);
           std::vector<InferenceTimings> all;
+          std::vector<double> cpu_ms;
           PanopticMap pm;
           for (int r = 0; r < runs; ++r) {
             InferenceTimings tm;
+            timespec c0, c1;
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
             pm = predict_panoptic(o, cm, cfg, &tm);
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+            cpu_ms.push_back((c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) * 1e-6);
             all.push_back(tm);
           }
+          char extra[160];
+          std::snprintf(extra, sizeof extra, "%s; CPU time %.1f ms", note.c_str(), median(cpu_ms));
           row(scene.c_str(), variant, "CPU " + std::to_string(threads) + " thr", median_timings(all),
-              pm.segments.size(), note);
+              pm.segments.size(), extra);
         }
 #ifdef DEEPERLAB_WITH_CUDA
         if (use_cuda && cuda_available()) {
@@ -144,7 +155,7 @@ int main(int argc, char** argv) {
           row(scene.c_str(), variant, cuda::device_name(), m, pm.segments.size(), extra);
         }
 #endif
-        if (torch) {
+        if (!torch_devices.empty()) {
           const std::string raw = "/tmp/bench_fusion_" + scene + "_" + variant + ".bin";
           write_raw(raw, o);
           std::string things;
@@ -154,9 +165,12 @@ int main(int argc, char** argv) {
           const std::string cmd = std::string(py ? py : "/usr/bin/python3") + " bench/fusion_ref.py " + raw + " " +
                                   std::to_string(h) + " " + std::to_string(w) + " " +
                                   std::to_string(cm.num_classes()) + " " + things + " " + std::to_string(runs);
-          std::vector<std::pair<std::string, std::string>> variants = {{"PyTorch CPU 1 thr", "OMP_NUM_THREADS=1 " + cmd + " cpu"},
-                                                                       {"PyTorch CPU 2 thr", "OMP_NUM_THREADS=2 " + cmd + " cpu"}};
-          if (use_cuda) variants.push_back({"PyTorch CUDA", cmd + " cuda"});
+          std::vector<std::pair<std::string, std::string>> variants;
+          if (torch_devices.find("cpu") != std::string::npos) {
+            variants.push_back({"PyTorch CPU 1 thr", "OMP_NUM_THREADS=1 " + cmd + " cpu"});
+            variants.push_back({"PyTorch CPU 2 thr", "OMP_NUM_THREADS=2 " + cmd + " cpu"});
+          }
+          if (torch_devices.find("cuda") != std::string::npos) variants.push_back({"PyTorch CUDA", cmd + " cuda"});
           for (const auto& [label, c] : variants) {
             FILE* p = popen((c + " 2>&1").c_str(), "r");
             char buf[512] = {0};

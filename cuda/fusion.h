@@ -64,7 +64,8 @@ DL_HD float f_sqrt(float a) {
   return std::sqrt(a);
 #endif
 }
-DL_HD float f_clamp(float v, float lo, float hi) { return fminf(fmaxf(v, lo), hi); }
+// Plain compares (fminf/fmaxf are library calls on the host without -ffast-math); NaN -> lo.
+DL_HD float f_clamp(float v, float lo, float hi) { return v > lo ? (v < hi ? v : hi) : lo; }
 DL_HD int i_min(int a, int b) { return a < b ? a : b; }
 
 DL_HD int sigmoid_lut_index(float logit) {

@@ -305,12 +305,13 @@ void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const I
     for (int t = 0; t < 5; ++t) check_finite_cpu(*hs[t], kHeadNames[t]);
 }
 
-std::vector<int32_t> semantic_argmax(const Tensor& semantic) {
+namespace {
+void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels) {
   DL_CHECK(semantic.dim() == 4 && semantic.size(0) == 1 && !semantic.is_cuda(),
            "semantic_argmax: want a CPU [1, K, H, W] tensor, got " << semantic.desc());
   const int64_t K = semantic.size(1), hw = semantic.size(2) * semantic.size(3);
   const float* s = semantic.data<float>();
-  std::vector<int32_t> labels(hw);
+  labels.resize(hw);
   constexpr int64_t kBlock = 2048;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < hw; b += kBlock) {
@@ -328,6 +329,12 @@ std::vector<int32_t> semantic_argmax(const Tensor& semantic) {
       }
     }
   }
+}
+}  // namespace
+
+std::vector<int32_t> semantic_argmax(const Tensor& semantic) {
+  std::vector<int32_t> labels;
+  semantic_argmax_into(semantic, labels);
   return labels;
 }
 
@@ -356,18 +363,24 @@ Tensor refine_offsets(const Tensor& offsets, const Tensor& short_offsets, const 
   return r;
 }
 
-VoteMaps vote_scores(const HeadOutputs& out, const std::vector<int32_t>& labels, const ClassMap& classes,
-                     const InferenceConfig& cfg, double short_weight, double long_weight,
-                     std::vector<float>* refined_long) {
+namespace {
+// Buffers reuse their capacity (no page faults or zeroing of fresh memory); `ref` keeps stale
+// values at non-thing pixels, which nothing reads.
+void vote_scores_into(const HeadOutputs& out, const std::vector<int32_t>& labels, const ClassMap& classes,
+                      const InferenceConfig& cfg, double short_weight, double long_weight, VoteMaps& v,
+                      std::vector<float>& ref, std::vector<uint8_t>& thing) {
   DL_CHECK(!out.semantic.is_cuda(), "vote_scores: CPU head outputs expected");
   const int h = int(out.semantic.size(2)), w = int(out.semantic.size(3));
   const int64_t hw = int64_t(h) * w;
   DL_CHECK(int64_t(labels.size()) == hw, "vote_scores: " << labels.size() << " labels for " << h << "x" << w);
-  VoteMaps v;
   v.height = h;
   v.width = w;
   v.scale = inst::vote_scale(cfg);
-  v.acc.assign(size_t(kNumKeypoints) * hw, 0ull);
+  v.acc.resize(size_t(kNumKeypoints) * hw);
+  unsigned long long* acc0 = v.acc.data();
+  const int64_t n_acc = int64_t(v.acc.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < n_acc; b += 1 << 16) std::fill(acc0 + b, acc0 + std::min(n_acc, b + (1 << 16)), 0ull);
   const bool par = omp_get_max_threads() > 1;
   if (short_weight > 0) {
     const float sw = float(short_weight), mw = float(cfg.min_vote_weight);
@@ -376,17 +389,28 @@ VoteMaps vote_scores(const HeadOutputs& out, const std::vector<int32_t>& labels,
     else
       vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw);
   }
-  std::vector<uint8_t> lut = thing_lut(classes), thing(hw);
+  const std::vector<uint8_t> lut = thing_lut(classes);
+  thing.resize(hw);
   for (int64_t i = 0; i < hw; ++i) thing[i] = lut[labels[i]];
-  std::vector<float> local;
-  std::vector<float>& ref = refined_long ? *refined_long : local;
-  ref.assign(size_t(2 * kNumKeypoints) * hw, 0.0f);
+  ref.resize(size_t(2 * kNumKeypoints) * hw);
   if (par)
     vote_long_cpu<true>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
                         out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
   else
     vote_long_cpu<false>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
                          out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
+}
+}  // namespace
+
+VoteMaps vote_scores(const HeadOutputs& out, const std::vector<int32_t>& labels, const ClassMap& classes,
+                     const InferenceConfig& cfg, double short_weight, double long_weight,
+                     std::vector<float>* refined_long) {
+  VoteMaps v;
+  std::vector<float> local;
+  std::vector<float>& ref = refined_long ? *refined_long : local;
+  ref.assign(size_t(2 * kNumKeypoints) * out.semantic.size(2) * out.semantic.size(3), 0.0f);
+  std::vector<uint8_t> thing;
+  vote_scores_into(out, labels, classes, cfg, short_weight, long_weight, v, ref, thing);
   return v;
 }
 
@@ -505,13 +529,14 @@ std::vector<int32_t> assign_pixels_bruteforce(const std::vector<int32_t>& labels
   return out;
 }
 
-std::vector<int32_t> assign_pixels(const std::vector<int32_t>& labels, const std::vector<float>& refined_long,
-                                   const std::vector<DetectedInstance>& instances, const ClassMap& classes,
-                                   int64_t height, int64_t width) {
+namespace {
+void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<float>& refined_long,
+                        const std::vector<DetectedInstance>& instances, const ClassMap& classes, int64_t height,
+                        int64_t width, std::vector<int32_t>& out) {
   const int64_t hw = height * width;
-  std::vector<int32_t> out(hw, -1);
+  out.assign(hw, -1);
   const int n = int(instances.size());
-  if (n == 0) return out;
+  if (n == 0) return;
   std::vector<float> kp, bar;
   instance_tables(instances, kp, bar);
   const auto lut = thing_lut(classes);
@@ -577,17 +602,26 @@ std::vector<int32_t> assign_pixels(const std::vector<int32_t>& labels, const std
       prev = bj;
     }
   }
+}
+}  // namespace
+
+std::vector<int32_t> assign_pixels(const std::vector<int32_t>& labels, const std::vector<float>& refined_long,
+                                   const std::vector<DetectedInstance>& instances, const ClassMap& classes,
+                                   int64_t height, int64_t width) {
+  std::vector<int32_t> out;
+  assign_pixels_into(labels, refined_long, instances, classes, height, width, out);
   return out;
 }
 
-PanopticMap fuse_panoptic(const std::vector<int32_t>& labels, const std::vector<int32_t>& assignment,
-                          size_t num_instances, const ClassMap& classes, const InferenceConfig& cfg, int64_t height,
-                          int64_t width) {
+namespace {
+PanopticMap fuse_panoptic_into(const std::vector<int32_t>& labels, const std::vector<int32_t>& assignment,
+                               size_t num_instances, const ClassMap& classes, const InferenceConfig& cfg,
+                               int64_t height, int64_t width, std::vector<int32_t>& owner) {
   const int32_t K = classes.num_classes();
   const int64_t hw = height * width;
   const size_t n = num_instances, owners = K + n;
   const auto lut = thing_lut(classes);
-  std::vector<int32_t> owner(hw);
+  owner.resize(hw);
   inst::FusionStats st;
   st.area.assign(owners, 0);
   st.y0.assign(owners, INT32_MAX);
@@ -645,6 +679,28 @@ PanopticMap fuse_panoptic(const std::vector<int32_t>& labels, const std::vector<
   return pm;
 }
 
+// Per-thread buffers reused across predict_panoptic calls (about 100 bytes per pixel).
+struct Workspace {
+  std::vector<int32_t> labels, assignment, owner;
+  std::vector<uint8_t> thing;
+  std::vector<float> refined;
+  VoteMaps votes;
+};
+Workspace& workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+}  // namespace
+
+void release_inference_workspace() { workspace() = Workspace(); }
+
+PanopticMap fuse_panoptic(const std::vector<int32_t>& labels, const std::vector<int32_t>& assignment,
+                          size_t num_instances, const ClassMap& classes, const InferenceConfig& cfg, int64_t height,
+                          int64_t width) {
+  std::vector<int32_t> owner;
+  return fuse_panoptic_into(labels, assignment, num_instances, classes, cfg, height, width, owner);
+}
+
 #ifdef DEEPERLAB_WITH_CUDA
 namespace {
 PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
@@ -666,18 +722,18 @@ PanopticMap predict_panoptic(const HeadOutputs& out, const ClassMap& classes, co
   }
   tm.check = ms_since(t);
   const int64_t h = out.semantic.size(2), w = out.semantic.size(3);
-  const std::vector<int32_t> labels = semantic_argmax(out.semantic);
+  Workspace& ws = workspace();
+  semantic_argmax_into(out.semantic, ws.labels);
   tm.argmax = ms_since(t);
-  std::vector<float> refined;
-  const VoteMaps votes = vote_scores(out, labels, classes, cfg, cfg.short_weight, cfg.long_weight, &refined);
+  vote_scores_into(out, ws.labels, classes, cfg, cfg.short_weight, cfg.long_weight, ws.votes, ws.refined, ws.thing);
   tm.refine_vote = ms_since(t);
-  const auto candidates = find_candidates(votes, cfg.keypoint_threshold);
+  const auto candidates = find_candidates(ws.votes, cfg.keypoint_threshold);
   tm.candidates = ms_since(t);
-  const auto instances = group_instances(candidates, votes, out, cfg);
+  const auto instances = group_instances(candidates, ws.votes, out, cfg);
   tm.grouping = ms_since(t);
-  const auto assignment = assign_pixels(labels, refined, instances, classes, h, w);
+  assign_pixels_into(ws.labels, ws.refined, instances, classes, h, w, ws.assignment);
   tm.assign = ms_since(t);
-  PanopticMap pm = fuse_panoptic(labels, assignment, instances.size(), classes, cfg, h, w);
+  PanopticMap pm = fuse_panoptic_into(ws.labels, ws.assignment, instances.size(), classes, cfg, h, w, ws.owner);
   tm.fusion = ms_since(t);
   tm.total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (timings) *timings = tm;

@@ -60,8 +60,11 @@ struct InferenceTimings {
 // ---- the pipeline ----
 // N = 1 head outputs at input resolution (F32, all on the CPU or all on CUDA). Segments: stuff
 // classes first (ascending train id), then instances by score; ids 1, 2, ... in that order.
+// The CPU path keeps its per-pixel buffers (about 100 bytes per pixel) in a per-thread workspace
+// reused by the next call; release_inference_workspace() frees the calling thread's.
 PanopticMap predict_panoptic(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
                              InferenceTimings* timings = nullptr);
+void release_inference_workspace();
 
 // ---- the stages (CPU tensors; N = 1) ----
 // Checks shapes, dtypes and devices against `classes` (and, with cfg.check_finite, NaN/Inf).

@@ -11,6 +11,7 @@
 
 #include "metrics/panoptic_eval.h"
 #include "parser/instance.h"
+#include "parser/panoptic_output.h"
 #include "tests/fusion_scenes.h"
 #include "tests/testing.h"
 
@@ -485,4 +486,58 @@ TEST_CASE("bad head outputs: NaN/Inf, channel counts, K, batch, dtype, config", 
     REQUIRE(pm.segments[0].category_id == 1);
     REQUIRE(pm.segments[0].area == 30);
   }
+}
+
+// ---- the output writer ----
+
+TEST_CASE("prediction writer: PNG + JSON round trip, overlay 4x5 blend, white instance boundaries", "[instance]") {
+  ClassMap cm(fusion_categories());
+  PanopticMap pm;
+  pm.height = 4;
+  pm.width = 5;
+  // sky (1) on top, two touching cars (3, 4) and void below.
+  pm.ids = {1, 1, 1, 1, 1,  /**/ 3, 3, 4, 4, 0,  /**/ 3, 3, 4, 4, 0,  /**/ 3, 3, 4, 4, 0};
+  pm.segments = {{1, 1, false, 5, {0, 0, 5, 1}}, {3, 10, false, 6, {0, 1, 2, 3}}, {4, 10, false, 6, {2, 1, 2, 3}}};
+  const std::string dir = "/tmp/dl_test_instance_writer";
+  REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
+  PanopticAnnotation a = write_panoptic_prediction(dir + "/img7.png", pm, 7);
+  REQUIRE(a.file_name == "img7.png");
+  REQUIRE(a.image_id == 7);
+  int64_t h = 0, w = 0;
+  REQUIRE(read_panoptic_png(dir + "/img7.png", h, w) == pm.ids);
+  write_predictions_json(dir + "/pred.json", {a}, fusion_categories());
+  PanopticJson j = read_panoptic_json(dir + "/pred.json");
+  REQUIRE(j.annotations.size() == 1);
+  REQUIRE(j.annotations[0].segments.size() == 3);
+  REQUIRE(j.annotations[0].segments[1].bbox == std::array<int64_t, 4>{0, 1, 2, 3});
+  REQUIRE(j.categories.size() == 4);
+
+  std::vector<uint8_t> rgb(4 * 5 * 3, 100);
+  auto ov = panoptic_overlay(rgb, pm, fusion_categories());
+  auto pix = [&](int y, int x) { return std::array<int, 3>{ov[(y * 5 + x) * 3], ov[(y * 5 + x) * 3 + 1], ov[(y * 5 + x) * 3 + 2]}; };
+  REQUIRE(pix(0, 0) == std::array<int, 3>{85, 115, 140});  // (100 + sky (70, 130, 180) + 1) / 2
+  REQUIRE(pix(1, 4) == std::array<int, 3>{100, 100, 100});  // void: untouched
+  REQUIRE(pix(2, 1) == std::array<int, 3>{255, 255, 255});  // car 3 next to car 4: boundary
+  REQUIRE(pix(1, 0) == std::array<int, 3>{255, 255, 255});  // car 3 below sky: boundary
+  // Interior pixels don't exist in 2-wide cars; check the jittered colour on a bigger instance.
+  PanopticMap big = pm;
+  big.height = 5;
+  big.width = 5;
+  big.ids.assign(25, 3);
+  big.segments = {{3, 10, false, 25, {0, 0, 5, 5}}};
+  auto ov2 = panoptic_overlay(std::vector<uint8_t>(75, 0), big, fusion_categories());
+  for (int c = 0; c < 3; ++c) {
+    const int col = 2 * ov2[(2 * 5 + 2) * 3 + c];  // (0 + colour + 1) / 2, so colour in [2v - 1, 2v]
+    REQUIRE(std::abs(col - int(fusion_categories()[2].color[c])) <= 41);
+  }
+  REQUIRE(panoptic_overlay(std::vector<uint8_t>(75, 0), big, fusion_categories()) == ov2);
+  write_panoptic_overlay(dir + "/overlay.png", rgb, pm, fusion_categories());
+  int64_t oh = 0, ow = 0;
+  REQUIRE(read_rgb(dir + "/overlay.png", oh, ow) == ov);
+  REQUIRE_THROWS_WITH(panoptic_overlay(rgb, pm, {fusion_categories()[0]}), Catch::Contains("unknown category id 10"));
+  REQUIRE_THROWS_WITH(panoptic_overlay(std::vector<uint8_t>(7), pm, fusion_categories()),
+                      Catch::Contains("image has 7 bytes"));
+  PanopticMap bad = pm;
+  bad.ids[0] = 9;
+  REQUIRE_THROWS_WITH(write_panoptic_prediction(dir + "/bad.png", bad, 1), Catch::Contains("id 9"));
 }
