@@ -86,18 +86,28 @@ int main(int argc, char** argv) try {
       DL_CHECK(i + 1 < argc, "bench_eval: " << a << " needs a value");
       return argv[++i];
     };
-    if (a == "--images") images = std::stoll(next());
-    else if (a == "--height") height = std::stoll(next());
-    else if (a == "--width") width = std::stoll(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--core-images") core_images = std::stoll(next());
-    else if (a == "--dir") dir = next();
-    else if (a == "--python") python = next();
-    else if (a == "--keep") keep = true;
-    else if (a == "--no-numpy") numpy = false;
+    if (a == "--images")
+      images = std::stoll(next());
+    else if (a == "--height")
+      height = std::stoll(next());
+    else if (a == "--width")
+      width = std::stoll(next());
+    else if (a == "--threads")
+      threads = std::stoi(next());
+    else if (a == "--core-images")
+      core_images = std::stoll(next());
+    else if (a == "--dir")
+      dir = next();
+    else if (a == "--python")
+      python = next();
+    else if (a == "--keep")
+      keep = true;
+    else if (a == "--no-numpy")
+      numpy = false;
     else {
-      std::printf("usage: bench_eval [--images N] [--height H] [--width W] [--threads T] [--core-images K] "
-                  "[--dir D] [--keep] [--no-numpy] [--python P]\n");
+      std::printf(
+          "usage: bench_eval [--images N] [--height H] [--width W] [--threads T] [--core-images K] "
+          "[--dir D] [--keep] [--no-numpy] [--python P]\n");
       return a == "--help" ? 0 : 2;
     }
   }
@@ -120,7 +130,8 @@ int main(int argc, char** argv) try {
 
   // ---- generation (not timed)
   const double tg = now_s();
-  std::vector<std::vector<SegmentInfo>> gt_segs(static_cast<size_t>(images)), pred_segs(static_cast<size_t>(images));
+  std::vector<std::vector<SegmentInfo>> gt_segs(static_cast<size_t>(images)),
+      pred_segs(static_cast<size_t>(images));
   int64_t segs_total = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(+ : segs_total)
   for (int64_t i = 0; i < images; ++i) {
@@ -138,8 +149,8 @@ int main(int argc, char** argv) try {
               double(segs_total) / images, bytes / 1048576.0);
 
   // ---- (1) the full command
-  const std::string args = " --gt-json " + dir + "/gt.json --pred-json " + dir + "/pred.json --json --threads " +
-                           std::to_string(threads);
+  const std::string args = " --gt-json " + dir + "/gt.json --pred-json " + dir +
+                           "/pred.json --json --threads " + std::to_string(threads);
   RunResult ours = run_command(bin + " eval" + args + " > " + dir + "/ours.json");
   DL_CHECK(ours.rc == 0, "bench_eval: '" << bin << " eval' failed with exit code " << ours.rc);
   const nlohmann::json ours_json = read_json(dir + "/ours.json");
@@ -186,8 +197,10 @@ int main(int argc, char** argv) try {
   if (numpy) {
     np = run_command(python + " " + script + args.substr(0, args.find(" --threads")) + " --procs " +
                      std::to_string(threads) + " > " + dir + "/numpy.json");
-    if (np.rc == 0) np_json = read_json(dir + "/numpy.json");
-    else std::printf("numpy_eval.py failed (exit %d); is numpy installed for %s?\n", np.rc, python.c_str());
+    if (np.rc == 0)
+      np_json = read_json(dir + "/numpy.json");
+    else
+      std::printf("numpy_eval.py failed (exit %d); is numpy installed for %s?\n", np.rc, python.c_str());
   }
 
   struct rusage self_ru {};
@@ -196,16 +209,18 @@ int main(int argc, char** argv) try {
   std::printf("\n%-44s %9s %10s %10s\n", "", "seconds", "images/s", "peak MiB");
   std::printf("%-44s %9.2f %10.2f %10.0f\n", "deeperlab eval (JSON+PNG decode+metrics)", ours.seconds,
               n / ours.seconds, ours.peak_mib);
-  std::printf("%-44s %9.2f %10.2f %10s\n", "  in process: PNG decode + validation", decode_s, n / decode_s, "-");
-  std::printf("%-44s %9.2f %10.2f %10s\n", "  in process: metric core on maps in memory", core_s, n / core_s, "-");
+  std::printf("%-44s %9.2f %10.2f %10s\n", "  in process: PNG decode + validation", decode_s, n / decode_s,
+              "-");
+  std::printf("%-44s %9.2f %10.2f %10s\n", "  in process: metric core on maps in memory", core_s, n / core_s,
+              "-");
   if (!np_json.is_null()) {
     std::printf("%-44s %9.2f %10.2f %10.0f\n",
-                ("numpy_eval.py (" + np_json.value("png_reader", std::string("?")) + ", " + std::to_string(threads) +
-                 " procs)")
+                ("numpy_eval.py (" + np_json.value("png_reader", std::string("?")) + ", " +
+                 std::to_string(threads) + " procs)")
                     .c_str(),
                 np.seconds, n / np.seconds, np.peak_mib);
-    std::printf("\nratio full command / numpy: %.1fx; metric core / numpy: %.1fx\n", np.seconds / ours.seconds,
-                np.seconds / core_s);
+    std::printf("\nratio full command / numpy: %.1fx; metric core / numpy: %.1fx\n",
+                np.seconds / ours.seconds, np.seconds / core_s);
     double worst = 0;
     std::string worst_key;
     for (const char* k : {"pq", "sq", "rq", "pc", "miou", "pixel_accuracy"}) {
@@ -218,10 +233,11 @@ int main(int argc, char** argv) try {
     std::printf("agreement: largest |ours - numpy| over pq sq rq pc miou pixel_accuracy = %.3g (%s)\n", worst,
                 worst_key.c_str());
   }
-  std::printf("result: PQ %.4f SQ %.4f RQ %.4f PC %.4f mIoU %.4f (%lld images); bench process peak %.0f MiB\n",
-              ours_json["pq"].get<double>(), ours_json["sq"].get<double>(), ours_json["rq"].get<double>(),
-              ours_json["pc"].get<double>(), ours_json["miou"].get<double>(),
-              static_cast<long long>(ours_json["images"].get<int64_t>()), self_ru.ru_maxrss / 1024.0);
+  std::printf(
+      "result: PQ %.4f SQ %.4f RQ %.4f PC %.4f mIoU %.4f (%lld images); bench process peak %.0f MiB\n",
+      ours_json["pq"].get<double>(), ours_json["sq"].get<double>(), ours_json["rq"].get<double>(),
+      ours_json["pc"].get<double>(), ours_json["miou"].get<double>(),
+      static_cast<long long>(ours_json["images"].get<int64_t>()), self_ru.ru_maxrss / 1024.0);
   if (own_dir && !keep) fs::remove_all(dir);
   return 0;
 } catch (const std::exception& e) {

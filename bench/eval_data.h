@@ -52,7 +52,8 @@ inline PanopticMap paint(const std::vector<Shape>& shapes, int64_t h, int64_t w,
   for (size_t s = 0; s < shapes.size(); ++s) {
     const Shape& sh = shapes[s];
     const int32_t id = shape_id[s];
-    const int64_t ya = std::max<int64_t>(0, std::lround(sh.y0)), yb = std::min<int64_t>(h, std::lround(sh.y1));
+    const int64_t ya = std::max<int64_t>(0, std::lround(sh.y0)),
+                  yb = std::min<int64_t>(h, std::lround(sh.y1));
     for (int64_t y = ya; y < yb; ++y) {
       int64_t xa = 0, xb = w;
       if (sh.kind == Shape::Rect) {

@@ -33,12 +33,12 @@ std::string join(const std::string& dir, const std::string& name) {
 }
 
 // The PNG of one annotation into a reused map (the ids are checked later, with the histogram).
-void read_map(PanopticMap& m, const std::string& png, const PanopticAnnotation& ann, int64_t expect_h, int64_t expect_w,
-              const char* expect_what, const std::string& what) {
+void read_map(PanopticMap& m, const std::string& png, const PanopticAnnotation& ann, int64_t expect_h,
+              int64_t expect_w, const char* expect_what, const std::string& what) {
   read_panoptic_png(png, m.ids, m.height, m.width);
   DL_CHECK(expect_h <= 0 || expect_w <= 0 || (m.height == expect_h && m.width == expect_w),
-           what << ": " << png << " is " << m.width << "x" << m.height << " (w x h) but "
-                << expect_what << " is " << expect_w << "x" << expect_h);
+           what << ": " << png << " is " << m.width << "x" << m.height << " (w x h) but " << expect_what
+                << " is " << expect_w << "x" << expect_h);
   m.segments = ann.segments;
 }
 
@@ -49,9 +49,10 @@ nlohmann::json split_json(const SplitResult& s) {
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
-  ArgParser ap("eval",
-               "Evaluate panoptic predictions against ground truth, both in COCO panoptic format (a JSON plus a\n"
-               "folder of id PNGs): PQ / SQ / RQ as panopticapi, Parsing Covering as DeepLab, semantic mIoU.");
+  ArgParser ap(
+      "eval",
+      "Evaluate panoptic predictions against ground truth, both in COCO panoptic format (a JSON plus a\n"
+      "folder of id PNGs): PQ / SQ / RQ as panopticapi, Parsing Covering as DeepLab, semantic mIoU.");
   ap.option("gt-json", "ground-truth JSON", "", true)
       .option("gt-dir", "folder of ground-truth PNGs (default: the JSON's path without .json)")
       .option("pred-json", "prediction JSON", "", true)
@@ -80,8 +81,9 @@ int cmd_eval(int argc, char** argv) {
   for (size_t i = 0; i < gt.annotations.size(); ++i) {
     const auto& a = gt.annotations[i];
     auto it = pred_of.find(a.image_id);
-    DL_CHECK(it != pred_of.end(), pred_json_path << ": no prediction for image_id " << a.image_id << " (" << a.file_name
-                                                 << ", annotations[" << i << "] of " << gt_json_path << ")");
+    DL_CHECK(it != pred_of.end(), pred_json_path << ": no prediction for image_id " << a.image_id << " ("
+                                                 << a.file_name << ", annotations[" << i << "] of "
+                                                 << gt_json_path << ")");
     pairs.emplace_back(i, it->second);
     in_gt[a.image_id] = true;
   }
@@ -93,13 +95,16 @@ int cmd_eval(int argc, char** argv) {
       ++extra;
     }
   if (extra)
-    std::fprintf(stderr, "deeperlab eval: warning: %lld prediction(s) for images not in the ground truth, not evaluated "
-                         "(image_id %s%s)\n",
-                 static_cast<long long>(extra), extra_ids.c_str(), extra > 5 ? ", ..." : "");
+    std::fprintf(
+        stderr,
+        "deeperlab eval: warning: %lld prediction(s) for images not in the ground truth, not evaluated "
+        "(image_id %s%s)\n",
+        static_cast<long long>(extra), extra_ids.c_str(), extra > 5 ? ", ..." : "");
 
   const int64_t n = static_cast<int64_t>(pairs.size());
   const int nthreads = std::max(1, omp_get_max_threads());
-  std::vector<PanopticEvaluator> evals(static_cast<size_t>(nthreads), PanopticEvaluator(gt.categories, normalize));
+  std::vector<PanopticEvaluator> evals(static_cast<size_t>(nthreads),
+                                       PanopticEvaluator(gt.categories, normalize));
   std::atomic<int64_t> done{0};
   std::atomic<bool> failed{false};
   int64_t first_bad = n;
@@ -118,7 +123,8 @@ int cmd_eval(int argc, char** argv) {
       const PanopticAnnotation& pa = pred.annotations[pairs[static_cast<size_t>(i)].second];
       try {
         const std::string gt_png = join(gt_dir, ga.file_name), pred_png = join(pred_dir, pa.file_name);
-        const std::string what = "image_id " + std::to_string(ga.image_id) + " (" + gt_png + " vs " + pred_png + ")";
+        const std::string what =
+            "image_id " + std::to_string(ga.image_id) + " (" + gt_png + " vs " + pred_png + ")";
         const ImageInfo* info = gt.image(ga.image_id);
         read_map(g, gt_png, ga, info ? info->height : 0, info ? info->width : 0, "its 'images' entry", what);
         read_map(p, pred_png, pa, g.height, g.width, "the ground truth", what);
@@ -127,8 +133,8 @@ int cmd_eval(int argc, char** argv) {
         // As panopticapi: a predicted segment listed in the JSON must have pixels in the PNG.
         for (int64_t k = 1; k < h.n_pred; ++k)
           DL_CHECK(h.pred_area[static_cast<size_t>(k)] > 0,
-                   what << ": prediction segments_info[" << k - 1 << "] id " << p.segments[static_cast<size_t>(k - 1)].id
-                        << " is not present in the PNG");
+                   what << ": prediction segments_info[" << k - 1 << "] id "
+                        << p.segments[static_cast<size_t>(k - 1)].id << " is not present in the PNG");
         ev.add(h);
       } catch (const std::exception& e) {
 #pragma omp critical(dl_eval_error)
@@ -183,10 +189,11 @@ int cmd_eval(int argc, char** argv) {
   }
   std::printf("%-10s| %5s  %5s  %5s %5s | %5s %5s\n", "", "PQ", "SQ", "RQ", "N", "PC", "N");
   std::printf("%s\n", std::string(10 + 7 * 4 + 14, '-').c_str());
-  const std::pair<const char*, const SplitResult*> rows[] = {{"All", &r.all}, {"Things", &r.things}, {"Stuff", &r.stuff}};
+  const std::pair<const char*, const SplitResult*> rows[] = {
+      {"All", &r.all}, {"Things", &r.things}, {"Stuff", &r.stuff}};
   for (const auto& [name, s] : rows)
-    std::printf("%-10s| %5.1f  %5.1f  %5.1f %5lld | %5.1f %5lld\n", name, 100 * s->pq, 100 * s->sq, 100 * s->rq,
-                static_cast<long long>(s->n), 100 * s->pc, static_cast<long long>(s->pc_n));
+    std::printf("%-10s| %5.1f  %5.1f  %5.1f %5lld | %5.1f %5lld\n", name, 100 * s->pq, 100 * s->sq,
+                100 * s->rq, static_cast<long long>(s->n), 100 * s->pc, static_cast<long long>(s->pc_n));
   std::printf("mIoU %.1f (%lld classes), pixel accuracy %.1f, %lld images, PC %s\n", 100 * r.miou,
               static_cast<long long>(r.miou_n), 100 * r.pixel_accuracy, static_cast<long long>(r.images),
               normalize ? "normalised by image size" : "on raw pixel areas");

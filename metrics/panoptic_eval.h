@@ -34,7 +34,7 @@ class CategoryIndex {
 // pred.segments[k]. Built in one pass over the pixels.
 struct PairHistogram {
   int64_t height = 0, width = 0;
-  int64_t n_gt = 0, n_pred = 0;  // including the void slot
+  int64_t n_gt = 0, n_pred = 0;           // including the void slot
   std::vector<int64_t> gt_cat, pred_cat;  // dense category index per slot (-1 for void)
   std::vector<uint8_t> gt_crowd;          // per GT slot
   // Sparse list of non-zero pairs (gt_slot, pred_slot, pixels), sorted by (gt, pred).

@@ -64,25 +64,30 @@ std::string deeperlab_bin() {
 }
 
 std::string numpy_script() {
-  for (const fs::path& c : {fs::path("bench/numpy_eval.py"), fs::path(__FILE__).parent_path() / "../bench/numpy_eval.py"})
+  for (const fs::path& c :
+       {fs::path("bench/numpy_eval.py"), fs::path(__FILE__).parent_path() / "../bench/numpy_eval.py"})
     if (fs::exists(c)) return fs::absolute(c).string();
   return "";
 }
 
-#define REQUIRE_BIN(bin)                                                      \
-  const std::string bin = deeperlab_bin();                                    \
-  if (bin.empty()) {                                                          \
-    WARN("DEEPERLAB_BIN not set and no build/deeperlab found: skipped");      \
-    return;                                                                   \
+#define REQUIRE_BIN(bin)                                                 \
+  const std::string bin = deeperlab_bin();                               \
+  if (bin.empty()) {                                                     \
+    WARN("DEEPERLAB_BIN not set and no build/deeperlab found: skipped"); \
+    return;                                                              \
   }
 
 enum : int32_t { PERSON = 1, CAR = 2, SKY = 3, ROAD = 4 };
 
 std::vector<Category> cats() {
-  return {{PERSON, "person", true, {1, 2, 3}}, {CAR, "car", true, {}}, {SKY, "sky", false, {}}, {ROAD, "road", false, {}}};
+  return {{PERSON, "person", true, {1, 2, 3}},
+          {CAR, "car", true, {}},
+          {SKY, "sky", false, {}},
+          {ROAD, "road", false, {}}};
 }
 
-PanopticMap grid(const std::vector<std::string>& rows, const std::vector<std::pair<char, int32_t>>& segs, int base) {
+PanopticMap grid(const std::vector<std::string>& rows, const std::vector<std::pair<char, int32_t>>& segs,
+                 int base) {
   PanopticMap m;
   m.height = static_cast<int64_t>(rows.size());
   m.width = static_cast<int64_t>(rows[0].size());
@@ -128,7 +133,9 @@ struct Tiny {
   }
 };
 
-std::string args(const TempDir& d) { return " --gt-json " + (d / "gt.json") + " --pred-json " + (d / "pred.json"); }
+std::string args(const TempDir& d) {
+  return " --gt-json " + (d / "gt.json") + " --pred-json " + (d / "pred.json");
+}
 
 nlohmann::json json_of(const Run& r) {
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
@@ -183,14 +190,16 @@ TEST_CASE("eval cli 2 images: table, --json, hand values, threads, normalisation
   CHECK(jn["pc_normalized"].get<bool>() == false);
 
   // Explicit folders give the same result.
-  nlohmann::json je = json_of(run(bin + " eval --json" + args(d) + " --gt-dir " + (d / "gt") + " --pred-dir " + (d / "pred"), d));
+  nlohmann::json je = json_of(
+      run(bin + " eval --json" + args(d) + " --gt-dir " + (d / "gt") + " --pred-dir " + (d / "pred"), d));
   CHECK(je["pq"].get<double>() == Approx(j["pq"].get<double>()));
 }
 
 TEST_CASE("eval cli bad inputs exit non-zero naming the image", "[eval_cli]") {
   REQUIRE_BIN(bin);
   Tiny tiny;
-  auto expect_error = [&](const std::function<void(const TempDir&)>& damage, const std::vector<std::string>& parts) {
+  auto expect_error = [&](const std::function<void(const TempDir&)>& damage,
+                          const std::vector<std::string>& parts) {
     TempDir d;
     tiny.write(d);
     damage(d);
@@ -206,47 +215,61 @@ TEST_CASE("eval cli bad inputs exit non-zero naming the image", "[eval_cli]") {
   };
 
   SECTION("an image without a prediction") {
-    expect_error([&](const TempDir& d) { edit_json(d / "pred.json", [](auto& j) { j["annotations"].erase(1); }); },
-                 {"no prediction for image_id 2", "im1.png"});
+    expect_error(
+        [&](const TempDir& d) { edit_json(d / "pred.json", [](auto& j) { j["annotations"].erase(1); }); },
+        {"no prediction for image_id 2", "im1.png"});
   }
   SECTION("prediction PNG with an id missing from its JSON") {
-    expect_error([&](const TempDir& d) {
-      edit_json(d / "pred.json", [](auto& j) { j["annotations"][0]["segments_info"].erase(0); });
-    }, {"image_id 1", "prediction segment id", "not in segments_info"});
+    expect_error(
+        [&](const TempDir& d) {
+          edit_json(d / "pred.json", [](auto& j) { j["annotations"][0]["segments_info"].erase(0); });
+        },
+        {"image_id 1", "prediction segment id", "not in segments_info"});
   }
   SECTION("duplicate segment ids") {
-    expect_error([&](const TempDir& d) {
-      edit_json(d / "pred.json", [](auto& j) {
-        auto& s = j["annotations"][1]["segments_info"];
-        s.push_back(s[0]);
-      });
-    }, {"pred.json", "image_id 2", "duplicate segment id"});
+    expect_error(
+        [&](const TempDir& d) {
+          edit_json(d / "pred.json", [](auto& j) {
+            auto& s = j["annotations"][1]["segments_info"];
+            s.push_back(s[0]);
+          });
+        },
+        {"pred.json", "image_id 2", "duplicate segment id"});
   }
   SECTION("unknown category") {
-    expect_error([&](const TempDir& d) {
-      edit_json(d / "pred.json", [](auto& j) { j["annotations"][0]["segments_info"][1]["category_id"] = 77; });
-    }, {"image_id 1", "unknown category_id 77"});
+    expect_error(
+        [&](const TempDir& d) {
+          edit_json(d / "pred.json",
+                    [](auto& j) { j["annotations"][0]["segments_info"][1]["category_id"] = 77; });
+        },
+        {"image_id 1", "unknown category_id 77"});
   }
   SECTION("missing prediction file") {
-    expect_error([&](const TempDir& d) { fs::remove(d / "pred/im1.png"); }, {"image_id 2", "im1.png", "cannot open"});
+    expect_error([&](const TempDir& d) { fs::remove(d / "pred/im1.png"); },
+                 {"image_id 2", "im1.png", "cannot open"});
   }
   SECTION("prediction of another size") {
-    expect_error([&](const TempDir& d) {
-      std::vector<int32_t> ids(5 * 4, 9000 + 'r');
-      write_panoptic_png(d / "pred/im1.png", ids, 4, 5);
-    }, {"image_id 2", "is 5x4", "the ground truth is 4x4"});
+    expect_error(
+        [&](const TempDir& d) {
+          std::vector<int32_t> ids(5 * 4, 9000 + 'r');
+          write_panoptic_png(d / "pred/im1.png", ids, 4, 5);
+        },
+        {"image_id 2", "is 5x4", "the ground truth is 4x4"});
   }
   SECTION("listed prediction segment absent from the PNG") {
-    expect_error([&](const TempDir& d) {
-      edit_json(d / "pred.json", [](auto& j) {
-        j["annotations"][1]["segments_info"].push_back({{"id", 4242}, {"category_id", 2}, {"iscrowd", 0}});
-      });
-    }, {"image_id 2", "id 4242 is not present in the PNG"});
+    expect_error(
+        [&](const TempDir& d) {
+          edit_json(d / "pred.json", [](auto& j) {
+            j["annotations"][1]["segments_info"].push_back(
+                {{"id", 4242}, {"category_id", 2}, {"iscrowd", 0}});
+          });
+        },
+        {"image_id 2", "id 4242 is not present in the PNG"});
   }
   SECTION("ground-truth PNG that disagrees with its images entry") {
-    expect_error([&](const TempDir& d) {
-      edit_json(d / "gt.json", [](auto& j) { j["images"][0]["width"] = 7; });
-    }, {"image_id 1", "its 'images' entry is 7x3"});
+    expect_error(
+        [&](const TempDir& d) { edit_json(d / "gt.json", [](auto& j) { j["images"][0]["width"] = 7; }); },
+        {"image_id 1", "its 'images' entry is 7x3"});
   }
   SECTION("malformed prediction JSON") {
     expect_error([&](const TempDir& d) { std::ofstream(d / "pred.json") << "{\"annotations\": [1,"; },
@@ -290,7 +313,8 @@ TEST_CASE("eval cli agrees with the numpy reference on 6 random pairs 48x64..96x
     nlohmann::json ours = json_of(run(bin + " eval --json" + args(d) + extra, d));
     // The numpy side reads the PNGs with its own decoder in one of the runs.
     const std::string np_extra = extra.empty() ? " --no-pil" : "";
-    nlohmann::json ref = json_of(run("/usr/bin/python3 " + script + " --json" + args(d) + extra + np_extra, d));
+    nlohmann::json ref =
+        json_of(run("/usr/bin/python3 " + script + " --json" + args(d) + extra + np_extra, d));
     for (const char* k : {"pq", "sq", "rq", "pc", "miou", "pixel_accuracy"}) {
       INFO(k);
       CHECK(ours[k].get<double>() == Approx(ref[k].get<double>()).margin(1e-12));

@@ -16,7 +16,10 @@ namespace {
 enum : int32_t { PERSON = 1, CAR = 2, SKY = 3, ROAD = 4 };
 
 std::vector<Category> cats() {
-  return {{PERSON, "person", true, {}}, {CAR, "car", true, {}}, {SKY, "sky", false, {}}, {ROAD, "road", false, {}}};
+  return {{PERSON, "person", true, {}},
+          {CAR, "car", true, {}},
+          {SKY, "sky", false, {}},
+          {ROAD, "road", false, {}}};
 }
 
 struct Seg {
@@ -150,7 +153,7 @@ TEST_CASE("false positive on crowd: own category forgiven, other category counte
     CHECK(person.counts.fn == 0);  // crowd GT is never a false negative
     CHECK(r.all.n == 1);
     CHECK(r.all.pq == Approx(1.0));
-    CHECK(!person.pc_valid);       // crowd pixels are no GT area for PC
+    CHECK(!person.pc_valid);            // crowd pixels are no GT area for PC
     CHECK(person.iou == Approx(0.75));  // but they are person pixels for mIoU: 3 / (4 + 3 - 3)
   }
   SECTION("crowd of another category") {
@@ -336,13 +339,13 @@ TEST_CASE("merged accumulators equal one accumulator, 12 random 23x31 images in 
         if (g.ids[k] && rng() % 10) p.ids[k] = g.ids[k] + 3;
     // Prediction segment k has the class of GT segment k (some may end up without pixels:
     // area 0 is never a false positive).
-    for (size_t k = 0; k < p.segments.size(); ++k)
-      p.segments[k].category_id = g.segments[k].category_id;
+    for (size_t k = 0; k < p.segments.size(); ++k) p.segments[k].category_id = g.segments[k].category_id;
     data.emplace_back(std::move(g), std::move(p));
   }
   PanopticEvaluator one(cats());
   for (auto& [g, p] : data) one.add(g, p);
-  PanopticEvaluator parts[3] = {PanopticEvaluator(cats()), PanopticEvaluator(cats()), PanopticEvaluator(cats())};
+  PanopticEvaluator parts[3] = {PanopticEvaluator(cats()), PanopticEvaluator(cats()),
+                                PanopticEvaluator(cats())};
   for (size_t i = 0; i < data.size(); ++i) parts[i % 3].add(data[i].first, data[i].second);
   parts[0].merge(parts[1]);
   parts[0].merge(parts[2]);

@@ -1,17 +1,16 @@
 // COCO panoptic file I/O: JSON round trip, id PNG round trip, load_panoptic validation, RGB
 // reading of corrupt files, and that every error names the file and the entry.
+#include <stb_image_write.h>  // declarations only (stbi_write_force_png_filter); the library implements it
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "parser/panoptic.h"
-
-#include <stb_image_write.h>  // declarations only (stbi_write_force_png_filter); the library implements it
-
 
 namespace fs = std::filesystem;
 using namespace dl;
@@ -101,36 +100,45 @@ TEST_CASE("panoptic json errors name the file and the entry", "[panoptic_io]") {
     write_text(p, text);
     return error_of([&] { read_panoptic_json(p); });
   };
-  const std::string cats = R"("categories":[{"id":1,"name":"a","isthing":1},{"id":2,"name":"b","isthing":0}])";
+  const std::string cats =
+      R"("categories":[{"id":1,"name":"a","isthing":1},{"id":2,"name":"b","isthing":0}])";
 
   std::string e = err("{\"annotations\": [");
   CHECK_THAT(e, Catch::Contains(p) && Catch::Contains("malformed JSON"));
 
   e = err("{" + cats + R"(,"annotations":[{"image_id":1,"file_name":"1.png","segments_info":[]},
       {"image_id":2,"file_name":"2.png","segments_info":[{"id":5,"category_id":1},{"id":6}]}]})");
-  CHECK_THAT(e, Catch::Contains(p) && Catch::Contains("annotations[1]") && Catch::Contains("segments_info[1]") &&
-                    Catch::Contains("missing 'category_id'"));
+  CHECK_THAT(e, Catch::Contains(p) && Catch::Contains("annotations[1]") &&
+                    Catch::Contains("segments_info[1]") && Catch::Contains("missing 'category_id'"));
 
-  e = err("{" + cats + R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":1},{"id":5,"category_id":2}]}]})");
+  e = err(
+      "{" + cats +
+      R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":1},{"id":5,"category_id":2}]}]})");
   CHECK_THAT(e, Catch::Contains("annotations[0]") && Catch::Contains("segments_info[1]") &&
                     Catch::Contains("duplicate segment id 5"));
 
-  e = err("{" + cats + R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":9}]}]})");
+  e = err(
+      "{" + cats +
+      R"(,"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":5,"category_id":9}]}]})");
   CHECK_THAT(e, Catch::Contains("segments_info[0]") && Catch::Contains("unknown category_id 9"));
 
   e = err(R"({"annotations":[{"image_id":3,"segments_info":[]}]})");
   CHECK_THAT(e, Catch::Contains("annotations[0]") && Catch::Contains("missing 'file_name'"));
 
-  e = err(R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":-2,"category_id":1}]}]})");
+  e = err(
+      R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":-2,"category_id":1}]}]})");
   CHECK_THAT(e, Catch::Contains("segments_info[0]") && Catch::Contains("out of range"));
 
-  e = err(R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":"x","category_id":1}]}]})");
+  e = err(
+      R"({"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[{"id":"x","category_id":1}]}]})");
   CHECK_THAT(e, Catch::Contains("'id' must be an integer"));
 
-  e = err(R"({"annotations":[{"image_id":3,"file_name":"a.png","segments_info":[]},{"image_id":3,"file_name":"b.png","segments_info":[]}]})");
+  e = err(
+      R"({"annotations":[{"image_id":3,"file_name":"a.png","segments_info":[]},{"image_id":3,"file_name":"b.png","segments_info":[]}]})");
   CHECK_THAT(e, Catch::Contains("annotations[1]") && Catch::Contains("second annotation for image_id 3"));
 
-  e = err(R"({"images":[{"id":1,"file_name":"1.jpg","width":4,"height":4}],"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[]}]})");
+  e = err(
+      R"({"images":[{"id":1,"file_name":"1.jpg","width":4,"height":4}],"annotations":[{"image_id":3,"file_name":"3.png","segments_info":[]}]})");
   CHECK_THAT(e, Catch::Contains("image_id 3 is not in 'images'"));
 
   e = err(R"({"images":[]})");
@@ -196,8 +204,8 @@ TEST_CASE("load_panoptic validates ids, categories and size", "[panoptic_io]") {
   PanopticAnnotation missing = ann;
   missing.segments.pop_back();
   std::string e = error_of([&] { load_panoptic(p, missing, pj.categories); });
-  CHECK_THAT(e, Catch::Contains("42.png") && Catch::Contains("image_id 42") && Catch::Contains("segment id 70000") &&
-                    Catch::Contains("not in segments_info"));
+  CHECK_THAT(e, Catch::Contains("42.png") && Catch::Contains("image_id 42") &&
+                    Catch::Contains("segment id 70000") && Catch::Contains("not in segments_info"));
 
   PanopticAnnotation dup = ann;
   dup.segments.push_back(dup.segments[0]);
@@ -300,7 +308,8 @@ TEST_CASE("panoptic png with corrupt compressed data is rejected", "[panoptic_io
   write_panoptic_png(d / "c.png", ids, 64, 64);
   std::string bytes = read_text(d / "c.png");
   // Flip bytes in the middle of the IDAT payload.
-  for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 40; ++i) bytes[i] = static_cast<char>(bytes[i] ^ 0x5A);
+  for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 40; ++i)
+    bytes[i] = static_cast<char>(bytes[i] ^ 0x5A);
   write_text(d / "c.png", bytes);
   int64_t h = 0, w = 0;
   std::string e = error_of([&] { read_panoptic_png(d / "c.png", h, w); });
