@@ -1,5 +1,5 @@
 // CUDA op benchmark at DeeperLab's 1441x1441 shapes: depthwise 7x7 (fwd, grad-input, grad-weight),
-// 1x1 convolution (fwd, grad-input, grad-weight), space_to_depth / depth_to_space, batch norm
+// 1x1 and dense 3x3 convolution (fwd, grad-input, grad-weight), space_to_depth / depth_to_space, batch norm
 // (train fwd incl. statistics, train bwd). Times are CUDA-event medians of the launchers alone;
 // GB/s counts the minimal traffic (every input read once, every output written once) and is compared
 // with a device-to-device copy measured in the same run; FLOP/s is compared with an assumed FP32 peak.
@@ -22,6 +22,7 @@
 
 #include "cuda/allocator.h"
 #include "cuda/check.h"
+#include "cuda/conv.h"
 #include "cuda/handles.h"
 #include "cuda/kernels.h"
 #endif
@@ -147,6 +148,8 @@ int main(int argc, char** argv) {
     cuda::set_tf32(false);
     cudaStream_t s = cuda::stream();
     std::printf("device: %s\n", cuda::device_name());
+    std::printf("dense convolution path: %s (DEEPERLAB_CONV_ALGO)\n",
+                cuda::conv_algo() == cuda::ConvAlgo::Cudnn ? "cudnn" : "im2col");
 
     // Peak bandwidth: device-to-device copy of 1 GiB (read + write counted).
     double peak_gbs = 0;
@@ -213,6 +216,27 @@ int main(int argc, char** argv) {
       bench("pw_bwd_input_" + tag, xs, bytes, fl,
             [&] { cuda::conv2d_bwd_input(gx.data<float>(), y.data<float>(), w.data<float>(), g, s); });
       bench("pw_bwd_weight_" + tag, xs, bytes, fl,
+            [&] { cuda::conv2d_bwd_weight(gw.data<float>(), y.data<float>(), x.data<float>(), g, s); });
+    }
+
+    // ---- dense 3x3 convolution (the path DEEPERLAB_CONV_ALGO selects): a 256-channel block at 91x91 and
+    // the stride-2 stem on the 1441x1441 image ----
+    struct Dense { int64_t cin, cout, hw, stride; };
+    const Dense dens[] = {{256, 256, 91, 1}, {3, 32, 1441, 2}};
+    for (const auto& d : dens) {
+      const std::string tag = std::to_string(d.cin) + "_" + std::to_string(d.cout) + "_s" + std::to_string(d.stride);
+      if (!want("conv3_fwd_" + tag) && !want("conv3_bwd_input_" + tag) && !want("conv3_bwd_weight_" + tag)) continue;
+      const Shape xs{1, d.cin, d.hw, d.hw};
+      Tensor x = rnd(xs, rng), w = rnd({d.cout, d.cin, 3, 3}, rng);
+      const ConvGeom g = conv_geometry(xs, w.shape(), Conv2dOptions::same(3, d.stride, 1, 1));
+      Tensor y = Tensor::empty({g.n, g.c_out, g.h_out, g.w_out}, DType::F32, Device::CUDA);
+      Tensor gx = Tensor::empty(xs, DType::F32, Device::CUDA), gw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
+      const double bytes = double(x.nbytes() + y.nbytes() + w.nbytes()), fl = 2.0 * g.macs();
+      bench("conv3_fwd_" + tag, xs, bytes, fl,
+            [&] { cuda::conv2d_fwd(y.data<float>(), x.data<float>(), w.data<float>(), nullptr, g, s); });
+      bench("conv3_bwd_input_" + tag, xs, bytes, fl,
+            [&] { cuda::conv2d_bwd_input(gx.data<float>(), y.data<float>(), w.data<float>(), g, s); });
+      bench("conv3_bwd_weight_" + tag, xs, bytes, fl,
             [&] { cuda::conv2d_bwd_weight(gw.data<float>(), y.data<float>(), x.data<float>(), g, s); });
     }
 

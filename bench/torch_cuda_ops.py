@@ -69,6 +69,18 @@ def main():
             timed(f"pw_bwd_weight_{tag}",
                   lambda: conv_bwd(gy, x, wt, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]))
             del x, wt, gy
+        for cin, cout, hw, stride in [(256, 256, 91, 1), (3, 32, 1441, 2)]:
+            tag = f"{cin}_{cout}_s{stride}"
+            x = torch.randn(1, cin, hw, hw, device=dev)
+            wt = torch.randn(cout, cin, 3, 3, device=dev)
+            y = F.conv2d(x, wt, stride=stride, padding=1)
+            gy = torch.randn_like(y)
+            timed(f"conv3_fwd_{tag}", lambda: F.conv2d(x, wt, stride=stride, padding=1))
+            timed(f"conv3_bwd_input_{tag}", lambda: conv_bwd(gy, x, wt, None, [stride, stride], [1, 1], [1, 1], False,
+                                                             [0, 0], 1, [True, False, False]))
+            timed(f"conv3_bwd_weight_{tag}", lambda: conv_bwd(gy, x, wt, None, [stride, stride], [1, 1], [1, 1], False,
+                                                              [0, 0], 1, [False, True, False]))
+            del x, wt, y, gy
         # TensorFlow channel order: out_c = (dy * b + dx) * C + c.
         b = 4
         x = torch.randn(1, 32, 360, 360, device=dev)

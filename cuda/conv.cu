@@ -317,16 +317,18 @@ Choice choose(Dir dir, const ConvGeom& g, CudnnDescs& d) {
   if (dir == kFwd) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
-                                                       perf));
+    if (cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
+                                               perf) != CUDNN_STATUS_SUCCESS)
+      n = 0;
     c = pick(perf, n, false, d, [&](int a, size_t* ws) {
       return cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, cudnnConvolutionFwdAlgo_t(a), ws);
     });
   } else if (dir == kBwdData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x,
-                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+    if (cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                                    &n, perf) != CUDNN_STATUS_SUCCESS)
+      n = 0;
     c = pick(perf, n, true, d, [&](int a, size_t* ws) {
       return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x, cudnnConvolutionBwdDataAlgo_t(a),
                                                           ws);
@@ -334,8 +336,10 @@ Choice choose(Dir dir, const ConvGeom& g, CudnnDescs& d) {
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
-                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+    if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
+                                                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf) !=
+        CUDNN_STATUS_SUCCESS)
+      n = 0;
     c = pick(perf, n, true, d, [&](int a, size_t* ws) {
       return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w,
                                                             cudnnConvolutionBwdFilterAlgo_t(a), ws);
@@ -349,9 +353,20 @@ Choice choose(Dir dir, const ConvGeom& g, CudnnDescs& d) {
   return c;
 }
 
-// Returns false when cuDNN has no suitable algorithm (the caller falls back to im2col).
-bool cudnn_conv(Dir dir, float* out, const float* a, const float* b, const ConvGeom& g, cudaStream_t s) {
+void forget_choice(Dir dir, const ConvGeom& g) {
+  std::lock_guard<std::mutex> lock(g_choice_mu);
+  g_choices[make_key(dir, g)] = Choice{};
+}
+
+// Returns false when cuDNN has no suitable algorithm or refuses to run it (the caller falls back to
+// im2col, which overwrites every output element); such geometries are remembered and not retried.
+bool cudnn_conv_impl(Dir dir, float* out, const float* a, const float* b, const ConvGeom& g, cudaStream_t s) {
   CudnnDescs d(g);
+  int on = 0, oc = 0, oh = 0, ow = 0;
+  CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv, d.x, d.w, &on, &oc, &oh, &ow));
+  DL_CHECK(on == g.n && oc == g.c_out && oh == g.h_out && ow == g.w_out,
+           "conv2d (cuDNN): output " << on << "x" << oc << "x" << oh << "x" << ow << " differs from "
+                                     << g.n << "x" << g.c_out << "x" << g.h_out << "x" << g.w_out);
   const Choice c = choose(dir, g, d);
   if (c.algo < 0) return false;
   cudnnHandle_t h = cudnn_handle();
@@ -359,17 +374,39 @@ bool cudnn_conv(Dir dir, float* out, const float* a, const float* b, const ConvG
   CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
   DeviceBuffer ws(c.workspace > 0 ? c.workspace : 1, s);
   const float one = 1.f, zero = 0.f;
+  cudnnStatus_t st;
   if (dir == kFwd)  // out = y, a = x, b = w
-    CUDNN_CHECK(cudnnConvolutionForward(h, &one, d.x, a, d.w, b, d.conv, cudnnConvolutionFwdAlgo_t(c.algo),
-                                        ws.as<void>(), c.workspace, &zero, d.y, out));
+    st = cudnnConvolutionForward(h, &one, d.x, a, d.w, b, d.conv, cudnnConvolutionFwdAlgo_t(c.algo), ws.as<void>(),
+                                 c.workspace, &zero, d.y, out);
   else if (dir == kBwdData)  // out = gx, a = gy, b = w
-    CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, d.w, b, d.y, a, d.conv, cudnnConvolutionBwdDataAlgo_t(c.algo),
-                                             ws.as<void>(), c.workspace, &zero, d.x, out));
+    st = cudnnConvolutionBackwardData(h, &one, d.w, b, d.y, a, d.conv, cudnnConvolutionBwdDataAlgo_t(c.algo),
+                                      ws.as<void>(), c.workspace, &zero, d.x, out);
   else  // out = gw, a = gy, b = x
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, d.x, b, d.y, a, d.conv,
-                                               cudnnConvolutionBwdFilterAlgo_t(c.algo), ws.as<void>(), c.workspace,
-                                               &zero, d.w, out));
+    st = cudnnConvolutionBackwardFilter(h, &one, d.x, b, d.y, a, d.conv, cudnnConvolutionBwdFilterAlgo_t(c.algo),
+                                        ws.as<void>(), c.workspace, &zero, d.w, out);
+  if (st != CUDNN_STATUS_SUCCESS) {
+    std::fprintf(stderr, "deeperlab: cuDNN convolution (direction %d, algorithm %d) failed: %s; using im2col\n",
+                 int(dir), c.algo, cudnnGetErrorString(st));
+    forget_choice(dir, g);
+    return false;
+  }
   return true;
+}
+
+std::atomic<bool> g_cudnn_broken{false};
+
+// A cuDNN that cannot even set up (e.g. a sub-library missing at run time) turns itself off with one
+// message instead of failing every convolution.
+bool cudnn_conv(Dir dir, float* out, const float* a, const float* b, const ConvGeom& g, cudaStream_t s) {
+  if (g_cudnn_broken.load()) return false;
+  try {
+    return cudnn_conv_impl(dir, out, a, b, g, s);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "deeperlab: cuDNN unusable, falling back to im2col for every convolution: %s\n", e.what());
+    g_cudnn_broken.store(true);
+    cudaGetLastError();
+    return false;
+  }
 }
 #endif
 

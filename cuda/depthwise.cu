@@ -2,7 +2,8 @@
 // (3, 5, 7) with a generic fallback; any stride, dilation and padding.
 // - forward: one output per thread (taps from global memory through L1), plus a shared-memory tiled
 //   version for stride 1 / dilation 1, where neighbouring outputs reuse the same inputs;
-// - grad-input: a gather (each input pixel sums the outputs whose taps touch it), no atomics;
+// - grad-input: a gather (each input pixel sums the outputs whose taps touch it), no atomics; at
+//   stride 1 / dilation 1 the tiled forward kernel run on gy with the kernel rotated by 180 degrees;
 // - grad-weight: a two-stage deterministic reduction: blocks of a channel each sum a fixed chunk of
 //   the (image, pixel) range per tap, then one thread per tap adds the chunk partials in order.
 // Sizes are checked against 32-bit index limits on the host before any launch.
@@ -52,10 +53,11 @@ __global__ void depthwise_fwd_kernel(float* __restrict__ y, const float* __restr
 
 // Stride 1, dilation 1: a (TH + K - 1) x (TW + K - 1) input tile in shared memory; each thread
 // computes ROWS outputs of one column. Out-of-image taps read a zero from the tile (adding +0 leaves
-// the sum unchanged, so it matches skipping them).
+// the sum unchanged, so it matches skipping them). FLIP rotates the kernel by 180 degrees: at stride 1
+// the grad-input is this same correlation of gy with the flipped kernel and padding K - 1 - pad.
 constexpr int kTileW = 32, kTileRowsPerThread = 4, kTileThreadsY = 8, kTileH = kTileThreadsY * kTileRowsPerThread;
 
-template <int K>
+template <int K, bool FLIP>
 __global__ void __launch_bounds__(kTileW * kTileThreadsY)
     depthwise_fwd_tiled_kernel(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ wt,
                                const float* __restrict__ bias, DwParams p) {
@@ -72,7 +74,7 @@ __global__ void __launch_bounds__(kTileW * kTileThreadsY)
     const int iy = iy0 + r, ix = ix0 + q;
     tile[i] = (iy >= 0 && iy < p.h && ix >= 0 && ix < p.w) ? xp[iy * p.w + ix] : 0.f;
   }
-  if (tid < K * K) wsh[tid] = wt[ch * K * K + tid];
+  if (tid < K * K) wsh[tid] = wt[ch * K * K + (FLIP ? K * K - 1 - tid : tid)];
   __syncthreads();
   const float b = bias ? bias[ch] : 0.f;
   const int ox = ox0 + threadIdx.x;
@@ -251,6 +253,26 @@ DwParams make_params(const char* op, const ConvGeom& g) {
 
 unsigned blocks_for(long long total) { return unsigned((total + kThreads - 1) / kThreads); }
 
+// Tiled stride-1 launch over p's output (p.ho x p.wo) for k in {3, 5, 7}.
+template <bool FLIP>
+void launch_tiled(float* y, const float* x, const float* w, const float* bias, const DwParams& p, int k,
+                  cudaStream_t s) {
+  const long long tiles_x = (p.wo + kTileW - 1) / kTileW, tiles_y = (p.ho + kTileH - 1) / kTileH;
+  DL_CHECK(tiles_x <= 65535 && tiles_y <= 65535, "depthwise: image too large for the tiled kernel");
+  const dim3 grid(unsigned(p.n * p.c), unsigned(tiles_x), unsigned(tiles_y)), block(kTileW, kTileThreadsY);
+  switch (k) {
+    case 3: depthwise_fwd_tiled_kernel<3, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
+    case 5: depthwise_fwd_tiled_kernel<5, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
+    case 7: depthwise_fwd_tiled_kernel<7, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
+    default: DL_FAIL("depthwise: no tiled kernel for k=" << k);
+  }
+  DL_LAUNCH_CHECK("depthwise_fwd_tiled_kernel");
+}
+
+bool tiled_ok(const DwParams& p, int k) {
+  return p.sh == 1 && p.sw == 1 && p.dh == 1 && p.dw == 1 && (k == 3 || k == 5 || k == 7);
+}
+
 }  // namespace
 
 void depthwise_fwd(float* y, const float* x, const float* w, const float* bias, const ConvGeom& g, cudaStream_t s) {
@@ -258,17 +280,8 @@ void depthwise_fwd(float* y, const float* x, const float* w, const float* bias, 
   const long long total = (long long)p.n * p.c * p.ho * p.wo;
   if (total == 0) return;
   const int k = p.kh == p.kw ? p.kh : 0;
-  const bool tiled = p.sh == 1 && p.sw == 1 && p.dh == 1 && p.dw == 1 && (k == 3 || k == 5 || k == 7);
-  if (tiled) {
-    const long long tiles_x = (p.wo + kTileW - 1) / kTileW, tiles_y = (p.ho + kTileH - 1) / kTileH;
-    DL_CHECK(tiles_x <= 65535 && tiles_y <= 65535, "depthwise_fwd: image too large for the tiled kernel");
-    const dim3 grid(unsigned(p.n * p.c), unsigned(tiles_x), unsigned(tiles_y)), block(kTileW, kTileThreadsY);
-    switch (k) {
-      case 3: depthwise_fwd_tiled_kernel<3><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
-      case 5: depthwise_fwd_tiled_kernel<5><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
-      default: depthwise_fwd_tiled_kernel<7><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
-    }
-    DL_LAUNCH_CHECK("depthwise_fwd_tiled_kernel");
+  if (tiled_ok(p, k)) {
+    launch_tiled<false>(y, x, w, bias, p, k, s);
     return;
   }
   const unsigned blocks = blocks_for(total);
@@ -286,6 +299,18 @@ void depthwise_bwd_input(float* gx, const float* gy, const float* w, const ConvG
   const long long total = (long long)p.n * p.c * p.h * p.w;
   if (total == 0) return;
   const int k = p.kh == p.kw ? p.kh : 0;
+  if (tiled_ok(p, k)) {
+    // gx = gy correlated with the flipped kernel, padding k - 1 - pad, output h x w.
+    DwParams q = p;
+    q.h = p.ho;
+    q.w = p.wo;
+    q.ho = p.h;
+    q.wo = p.w;
+    q.ph = k - 1 - p.ph;
+    q.pw = k - 1 - p.pw;
+    launch_tiled<true>(gx, gy, w, nullptr, q, k, s);
+    return;
+  }
   const unsigned blocks = blocks_for(total);
   switch (k) {
     case 3: depthwise_bwd_input_kernel<3><<<blocks, kThreads, 0, s>>>(gx, gy, w, p); break;

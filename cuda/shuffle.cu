@@ -75,13 +75,19 @@ void copy_columns(void* dst, const void* src, int64_t outer, int64_t inner_dst, 
                                      << ", element size " << elem_bytes);
   const size_t eb = size_t(elem_bytes);
   const size_t width = size_t(inner_src) * eb, big_pitch = size_t(inner_dst) * eb;
-  if (into_dst) {
-    CUDA_CHECK(cudaMemcpy2DAsync(static_cast<char*>(dst) + size_t(offset) * eb, big_pitch, src, width, width,
-                                 size_t(outer), cudaMemcpyDeviceToDevice, s));
-  } else {  // slice: dst is (outer, inner_src), src is (outer, inner_dst)
-    CUDA_CHECK(cudaMemcpy2DAsync(dst, width, static_cast<const char*>(src) + size_t(offset) * eb, big_pitch, width,
-                                 size_t(outer), cudaMemcpyDeviceToDevice, s));
+  char* d = static_cast<char*>(dst);
+  const char* sp = static_cast<const char*>(src);
+  const size_t d_off = into_dst ? size_t(offset) * eb : 0, s_off = into_dst ? 0 : size_t(offset) * eb;
+  const size_t d_pitch = into_dst ? big_pitch : width, s_pitch = into_dst ? width : big_pitch;
+  if (outer == 1 || big_pitch > size_t(INT_MAX)) {
+    // One row (or pitches beyond what cudaMemcpy2D accepts): plain copies, row by row.
+    for (int64_t o = 0; o < outer; ++o)
+      CUDA_CHECK(cudaMemcpyAsync(d + d_off + size_t(o) * d_pitch, sp + s_off + size_t(o) * s_pitch, width,
+                                 cudaMemcpyDeviceToDevice, s));
+    return;
   }
+  CUDA_CHECK(cudaMemcpy2DAsync(d + d_off, d_pitch, sp + s_off, s_pitch, width, size_t(outer),
+                               cudaMemcpyDeviceToDevice, s));
 }
 
 void crop2d_fwd(float* y, const float* x, int64_t nc, int64_t h, int64_t w, int64_t top, int64_t left, int64_t oh,
