@@ -5,6 +5,9 @@
 // Non-obvious decision: memory is the process's resident-set high-water mark (VmHWM, reset per case
 // through /proc/self/clear_refs) minus the resident size before the case, so it counts the inputs,
 // outputs and every workspace (the im2col column buffer is not a Tensor), the same way for both sides.
+// The header names the OpenBLAS kernel set in use (OPENBLAS_CORETYPE picks it; the GEMM rows depend on it).
+#include <cblas.h>
+#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -46,7 +49,8 @@ std::vector<Case> make_cases() {
   }
   for (auto& c : cases) {
     std::ostringstream os;
-    os << c.name << " " << c.c_in << "->" << c.c_out << " " << c.h << "x" << c.h << (c.backward ? " bwd" : " fwd");
+    os << c.name << " " << c.c_in << "->" << c.c_out << " " << c.h << "x" << c.h
+       << (c.backward ? " bwd" : " fwd");
     c.name = os.str();
   }
   return cases;
@@ -75,6 +79,7 @@ struct Result {
 };
 
 Result run_case(const Case& c, int min_reps, double budget_s) {
+  malloc_trim(0);  // hand freed memory back so the baseline is this case's alone
   const long rss0 = proc_kb("VmRSS:");
   reset_hwm();
   Rng rng(1);
@@ -112,8 +117,12 @@ Result run_case(const Case& c, int min_reps, double budget_s) {
 // Runs bench/torch_ops.py and parses its "ROW<TAB>name<TAB>ms<TAB>gflops<TAB>peak_mb" lines.
 std::map<std::string, Result> run_torch(int threads, int min_reps, double budget_s, const std::string& only) {
   std::map<std::string, Result> out;
+  // The script beside this source file, else the one under the working directory.
+  std::string script = std::string(__FILE__);
+  script = script.substr(0, script.find_last_of('/') + 1) + "torch_ops.py";
+  if (!std::ifstream(script).good()) script = "bench/torch_ops.py";
   std::ostringstream cmd;
-  cmd << "/usr/bin/python3 bench/torch_ops.py --threads " << threads << " --reps " << min_reps << " --budget "
+  cmd << "/usr/bin/python3 " << script << " --threads " << threads << " --reps " << min_reps << " --budget "
       << budget_s << " --only '" << only << "' --machine";
   FILE* p = popen(cmd.str().c_str(), "r");
   if (!p) {
@@ -131,7 +140,8 @@ std::map<std::string, Result> run_torch(int threads, int min_reps, double budget
     std::stringstream ss(line.substr(4));
     std::string tok;
     while (std::getline(ss, tok, '\t')) f.push_back(tok);
-    if (f.size() >= 4) out[f[0]] = {std::atof(f[1].c_str()), std::atof(f[2].c_str()), std::atof(f[3].c_str())};
+    if (f.size() >= 4)
+      out[f[0]] = {std::atof(f[1].c_str()), std::atof(f[2].c_str()), std::atof(f[3].c_str())};
   }
   const int rc = pclose(p);
   if (rc != 0) std::fprintf(stderr, "bench/torch_ops.py exited with status %d\n", rc);
@@ -141,17 +151,22 @@ std::map<std::string, Result> run_torch(int threads, int min_reps, double budget
 void usage() {
   std::puts(
       "bench_cpu_ops: CPU convolution at the DeeperLab shapes, ours vs PyTorch CPU\n"
-      "  --threads N   OpenMP / OpenBLAS / torch threads (default 2)\n"
+      "  --threads N   OpenMP threads for our kernels and GEMM panels, torch.set_num_threads (default 2)\n"
       "  --reps N      minimum timed runs per case (default 3; median reported)\n"
       "  --budget S    keep repeating a case for up to S seconds (default 1.0)\n"
       "  --only STR    run only the cases whose name contains STR\n"
-      "Run from the repository root (it calls /usr/bin/python3 bench/torch_ops.py);\n"
-      "env DEEPERLAB_TORCH_BENCH=0 skips PyTorch.");
+      "It runs /usr/bin/python3 bench/torch_ops.py (found beside this source file or under the working\n"
+      "directory);"
+      " env DEEPERLAB_TORCH_BENCH=0 skips PyTorch.");
 }
 
 }  // namespace
 
+extern "C" char* openblas_get_corename(void);
+
 int main(int argc, char** argv) {
+  // Large blocks always through mmap, so freeing them lowers the resident size between cases.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   int threads = 2, reps = 3;
   double budget = 1.0;
   std::string only;
@@ -164,10 +179,14 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") threads = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--budget") budget = std::atof(next().c_str());
-    else if (a == "--only") only = next();
+    if (a == "--threads")
+      threads = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--reps")
+      reps = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--budget")
+      budget = std::atof(next().c_str());
+    else if (a == "--only")
+      only = next();
     else if (a == "-h" || a == "--help") {
       usage();
       return 0;
@@ -192,8 +211,12 @@ int main(int argc, char** argv) {
   std::map<std::string, Result> torch;
   if (with_torch) torch = run_torch(threads, reps, budget, only);
 
-  std::printf("threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs\n", threads, reps);
-  std::printf("| case | ours ms | ours GFLOP/s | ours peak MB | torch ms | torch GFLOP/s | torch peak MB | ours/torch |\n");
+  std::printf(
+      "threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs; OpenBLAS core %s\n",
+      threads, reps, openblas_get_corename());
+  std::printf(
+      "| case | ours ms | ours GFLOP/s | ours peak MB | torch ms | torch GFLOP/s | torch peak MB | "
+      "ours/torch |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (auto& c : cases) {
     const Result& o = ours[c.name];

@@ -8,6 +8,7 @@ Run with /usr/bin/python3 (Debian's torch). Standalone it prints a table; with -
 tab-separated ROW lines for the C++ benchmark to parse.
 """
 import argparse
+import ctypes
 import statistics
 import time
 
@@ -50,8 +51,12 @@ def reset_hwm():
         pass
 
 
+LIBC = ctypes.CDLL("libc.so.6")
+
+
 def run_case(case, min_reps, budget):
     _, cin, cout, h, k, groups, bwd = case
+    LIBC.malloc_trim(0)
     rss0 = proc_kb("VmRSS:")
     reset_hwm()
     g = torch.Generator().manual_seed(1)
@@ -92,6 +97,7 @@ def main():
     ap.add_argument("--machine", action="store_true", help="print ROW lines for bench_cpu_ops")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    LIBC.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, as in bench_cpu_ops.cpp
     if not a.machine:
         print(f"torch {torch.__version__}, threads {a.threads}, mkldnn {torch.backends.mkldnn.is_available()}")
         print("| case | torch ms | torch GFLOP/s | torch peak MB |")

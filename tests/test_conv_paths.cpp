@@ -18,7 +18,8 @@ using dl::testing::param;
 
 namespace {
 
-template <class T> std::vector<T> random_vec(size_t n, uint64_t seed) {
+template <class T>
+std::vector<T> random_vec(size_t n, uint64_t seed) {
   std::mt19937_64 gen(seed);
   std::normal_distribution<double> nd(0.0, 1.0);
   std::vector<T> v(n);
@@ -28,8 +29,8 @@ template <class T> std::vector<T> random_vec(size_t n, uint64_t seed) {
 
 // Worst relative error, relative to max(|want|, mean |want|) so near-zero sums from cancellation
 // do not dominate; reports the worst element and its index.
-template <class T> void require_close(const std::vector<T>& got, const std::vector<T>& want, double tol,
-                                      const char* what) {
+template <class T>
+void require_close(const std::vector<T>& got, const std::vector<T>& want, double tol, const char* what) {
   REQUIRE(got.size() == want.size());
   double mean = 0;
   for (T v : want) mean += std::fabs(double(v));
@@ -57,19 +58,23 @@ template <class T> void require_close(const std::vector<T>& got, const std::vect
 
 enum class Path { Pointwise, Im2col, Depthwise, Dispatch };
 
-template <class T> struct PathFns {
+template <class T>
+struct PathFns {
   std::function<void(T*, const T*, const T*, const T*, const ConvGeom&)> fwd;
   std::function<void(T*, const T*, const T*, const ConvGeom&)> bwd_input, bwd_weight;
 };
 
-template <class T> PathFns<T> path_fns(Path p) {
+template <class T>
+PathFns<T> path_fns(Path p) {
   switch (p) {
     case Path::Pointwise:
-      return {cpu::conv2d_fwd_pointwise<T>, cpu::conv2d_bwd_input_pointwise<T>, cpu::conv2d_bwd_weight_pointwise<T>};
+      return {cpu::conv2d_fwd_pointwise<T>, cpu::conv2d_bwd_input_pointwise<T>,
+              cpu::conv2d_bwd_weight_pointwise<T>};
     case Path::Im2col:
       return {cpu::conv2d_fwd_im2col<T>, cpu::conv2d_bwd_input_im2col<T>, cpu::conv2d_bwd_weight_im2col<T>};
     case Path::Depthwise:
-      return {cpu::conv2d_fwd_depthwise<T>, cpu::conv2d_bwd_input_depthwise<T>, cpu::conv2d_bwd_weight_depthwise<T>};
+      return {cpu::conv2d_fwd_depthwise<T>, cpu::conv2d_bwd_input_depthwise<T>,
+              cpu::conv2d_bwd_weight_depthwise<T>};
     case Path::Dispatch:
       break;
   }
@@ -77,7 +82,8 @@ template <class T> PathFns<T> path_fns(Path p) {
 }
 
 // Runs forward, grad-input and grad-weight through `p` and through the reference and compares.
-template <class T> void check_path(Path p, const ConvGeom& g, bool bias, double tol, uint64_t seed) {
+template <class T>
+void check_path(Path p, const ConvGeom& g, bool bias, double tol, uint64_t seed) {
   const size_t nx = size_t(g.n * g.c_in * g.h * g.w), ny = size_t(g.n * g.c_out * g.h_out * g.w_out),
                nw = size_t(g.c_out * g.cin_per_group() * g.kh * g.kw);
   auto x = random_vec<T>(nx, seed), w = random_vec<T>(nw, seed + 1), gy = random_vec<T>(ny, seed + 2),
@@ -98,7 +104,10 @@ template <class T> void check_path(Path p, const ConvGeom& g, bool bias, double 
   require_close(gw, gw_ref, tol, "grad-weight");
 }
 
-template <class T> double tol_for() { return sizeof(T) == 4 ? 1e-4 : 1e-10; }
+template <class T>
+double tol_for() {
+  return sizeof(T) == 4 ? 1e-4 : 1e-10;
+}
 
 ConvGeom geom(const Shape& x, int64_t c_out, int64_t k, const Conv2dOptions& o) {
   return conv_geometry(x, {c_out, x[1] / o.groups, k, k}, o);
@@ -107,7 +116,10 @@ ConvGeom geom(const Shape& x, int64_t c_out, int64_t k, const Conv2dOptions& o) 
 }  // namespace
 
 TEST_CASE("pointwise 1x1 GEMM vs direct, 1x5x17x34 and 2x3x9x7, float and double", "[conv][paths]") {
-  const struct { Shape x; int64_t c_out; } cases[] = {{{1, 5, 17, 34}, 7}, {{2, 3, 9, 7}, 4}, {{3, 8, 1, 5}, 2}};
+  const struct {
+    Shape x;
+    int64_t c_out;
+  } cases[] = {{{1, 5, 17, 34}, 7}, {{2, 3, 9, 7}, 4}, {{3, 8, 1, 5}, 2}};
   for (const auto& c : cases)
     for (bool bias : {false, true}) {
       ConvGeom g = geom(c.x, c.c_out, 1, Conv2dOptions{});
@@ -120,7 +132,10 @@ TEST_CASE("pointwise 1x1 GEMM vs direct, 1x5x17x34 and 2x3x9x7, float and double
 }
 
 TEST_CASE("dense im2col k=1,3,5,7 s=1,2 d=1,2,6 'same' vs direct, float and double", "[conv][paths]") {
-  const struct { Shape x; int64_t c_out; } shapes[] = {{{1, 5, 17, 34}, 3}, {{2, 3, 9, 7}, 4}};
+  const struct {
+    Shape x;
+    int64_t c_out;
+  } shapes[] = {{{1, 5, 17, 34}, 3}, {{2, 3, 9, 7}, 4}};
   for (const auto& sh : shapes)
     for (int64_t k : {1, 3, 5, 7})
       for (int64_t s : {1, 2})
@@ -188,8 +203,7 @@ TEST_CASE("depthwise without padding, extra padding, non-square kernel and strid
                          conv_geometry({1, 2, 16, 19}, {2, 1, 7, 7}, sq)};
   const char* names[] = {"depthwise valid 3x5 s=1x2 2x4x12x15", "depthwise 3x3 pad 5 1x3x8x11",
                          "depthwise 7x7 s=2 pad 0x3 1x2x16x19"};
-  for (size_t i = 0; i < 3; ++i)
-    DYNAMIC_SECTION(names[i]) {
+  for (size_t i = 0; i < 3; ++i) DYNAMIC_SECTION(names[i]) {
       REQUIRE(gs[i].is_depthwise());
       check_path<float>(Path::Depthwise, gs[i], true, tol_for<float>(), 51);
       check_path<double>(Path::Depthwise, gs[i], false, tol_for<double>(), 52);
@@ -226,7 +240,11 @@ TEST_CASE("depthwise vs the generic grouped conv: same numbers through both", "[
 }
 
 TEST_CASE("dispatcher: conv2d op matches the direct reference for every geometry class", "[conv][paths]") {
-  struct Case { const char* name; Shape x, w; Conv2dOptions o; };
+  struct Case {
+    const char* name;
+    Shape x, w;
+    Conv2dOptions o;
+  };
   const Case cases[] = {
       {"pointwise 2x6x7x9 -> 5", {2, 6, 7, 9}, {5, 6, 1, 1}, Conv2dOptions{}},
       {"dense k=3 s=2 d=1 1x5x17x34", {1, 5, 17, 34}, {4, 5, 3, 3}, Conv2dOptions::same(3, 2, 1, 1)},
@@ -234,8 +252,7 @@ TEST_CASE("dispatcher: conv2d op matches the direct reference for every geometry
       {"grouped k=3 g=2 2x4x9x7", {2, 4, 9, 7}, {6, 2, 3, 3}, Conv2dOptions::same(3, 1, 1, 2)},
       {"depthwise 1x1 single channel 1x1x5x6", {1, 1, 5, 6}, {1, 1, 1, 1}, Conv2dOptions{}},
   };
-  for (const auto& c : cases)
-    DYNAMIC_SECTION("dispatch " << c.name) {
+  for (const auto& c : cases) DYNAMIC_SECTION("dispatch " << c.name) {
       ConvGeom g = conv_geometry(c.x, c.w, c.o);
       check_path<float>(Path::Dispatch, g, true, tol_for<float>(), 71);
       check_path<double>(Path::Dispatch, g, true, tol_for<double>(), 72);
@@ -249,17 +266,23 @@ TEST_CASE("dispatcher: conv2d op matches the direct reference for every geometry
 }
 
 TEST_CASE("gradcheck (float64) through each fast path", "[conv][paths][grad]") {
-  struct Case { const char* name; Shape x, w; Conv2dOptions o; };
+  struct Case {
+    const char* name;
+    Shape x, w;
+    Conv2dOptions o;
+  };
   const Case cases[] = {
       {"pointwise 2x3x5x4 -> 2", {2, 3, 5, 4}, {2, 3, 1, 1}, Conv2dOptions{}},
       {"im2col k=3 s=2 d=2 1x2x7x6 -> 3", {1, 2, 7, 6}, {3, 2, 3, 3}, Conv2dOptions::same(3, 2, 2, 1)},
       {"depthwise k=3 s=1 d=2 2x2x7x6", {2, 2, 7, 6}, {2, 1, 3, 3}, Conv2dOptions::same(3, 1, 2, 2)},
       {"depthwise k=5 s=2 d=1 1x2x9x8", {1, 2, 9, 8}, {2, 1, 5, 5}, Conv2dOptions::same(5, 2, 1, 2)},
       {"depthwise k=7 s=1 d=1 1x1x9x10", {1, 1, 9, 10}, {1, 1, 7, 7}, Conv2dOptions::same(7, 1, 1, 1)},
-      {"depthwise k=4 (generic) s=1 d=1 1x2x6x7", {1, 2, 6, 7}, {2, 1, 4, 4}, Conv2dOptions::same(4, 1, 1, 2)},
+      {"depthwise k=4 (generic) s=1 d=1 1x2x6x7",
+       {1, 2, 6, 7},
+       {2, 1, 4, 4},
+       Conv2dOptions::same(4, 1, 1, 2)},
   };
-  for (const auto& c : cases)
-    DYNAMIC_SECTION("gradcheck " << c.name) {
+  for (const auto& c : cases) DYNAMIC_SECTION("gradcheck " << c.name) {
       Rng rng(81);
       Tensor x = param(c.x, rng), w = param(c.w, rng, 0.5), b = param({c.w[0]}, rng);
       gradcheck([&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], c.o); }, {x, w, b});

@@ -19,32 +19,47 @@ ConvPath conv_path(const ConvGeom& g) {
 }
 }  // namespace
 
-template <class T> void conv2d_fwd(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
+template <class T>
+void conv2d_fwd(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
   switch (conv_path(g)) {
-    case ConvPath::Pointwise: return conv2d_fwd_pointwise(y, x, w, bias, g);
-    case ConvPath::Depthwise: return conv2d_fwd_depthwise(y, x, w, bias, g);
-    case ConvPath::Im2col: return conv2d_fwd_im2col(y, x, w, bias, g);
-    case ConvPath::Direct: return conv2d_fwd_direct(y, x, w, bias, g);
+    case ConvPath::Pointwise:
+      return conv2d_fwd_pointwise(y, x, w, bias, g);
+    case ConvPath::Depthwise:
+      return conv2d_fwd_depthwise(y, x, w, bias, g);
+    case ConvPath::Im2col:
+      return conv2d_fwd_im2col(y, x, w, bias, g);
+    case ConvPath::Direct:
+      return conv2d_fwd_direct(y, x, w, bias, g);
   }
 }
-template <class T> void conv2d_bwd_input(T* gx, const T* gy, const T* w, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_input(T* gx, const T* gy, const T* w, const ConvGeom& g) {
   switch (conv_path(g)) {
-    case ConvPath::Pointwise: return conv2d_bwd_input_pointwise(gx, gy, w, g);
-    case ConvPath::Depthwise: return conv2d_bwd_input_depthwise(gx, gy, w, g);
-    case ConvPath::Im2col: return conv2d_bwd_input_im2col(gx, gy, w, g);
-    case ConvPath::Direct: return conv2d_bwd_input_direct(gx, gy, w, g);
+    case ConvPath::Pointwise:
+      return conv2d_bwd_input_pointwise(gx, gy, w, g);
+    case ConvPath::Depthwise:
+      return conv2d_bwd_input_depthwise(gx, gy, w, g);
+    case ConvPath::Im2col:
+      return conv2d_bwd_input_im2col(gx, gy, w, g);
+    case ConvPath::Direct:
+      return conv2d_bwd_input_direct(gx, gy, w, g);
   }
 }
-template <class T> void conv2d_bwd_weight(T* gw, const T* gy, const T* x, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_weight(T* gw, const T* gy, const T* x, const ConvGeom& g) {
   switch (conv_path(g)) {
-    case ConvPath::Pointwise: return conv2d_bwd_weight_pointwise(gw, gy, x, g);
-    case ConvPath::Depthwise: return conv2d_bwd_weight_depthwise(gw, gy, x, g);
-    case ConvPath::Im2col: return conv2d_bwd_weight_im2col(gw, gy, x, g);
-    case ConvPath::Direct: return conv2d_bwd_weight_direct(gw, gy, x, g);
+    case ConvPath::Pointwise:
+      return conv2d_bwd_weight_pointwise(gw, gy, x, g);
+    case ConvPath::Depthwise:
+      return conv2d_bwd_weight_depthwise(gw, gy, x, g);
+    case ConvPath::Im2col:
+      return conv2d_bwd_weight_im2col(gw, gy, x, g);
+    case ConvPath::Direct:
+      return conv2d_bwd_weight_direct(gw, gy, x, g);
   }
 }
 
-#define DL_INST(T)                                                               \
+#define DL_INST(T)                                                                \
   template void conv2d_fwd<T>(T*, const T*, const T*, const T*, const ConvGeom&); \
   template void conv2d_bwd_input<T>(T*, const T*, const T*, const ConvGeom&);     \
   template void conv2d_bwd_weight<T>(T*, const T*, const T*, const ConvGeom&);

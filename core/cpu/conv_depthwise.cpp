@@ -23,7 +23,8 @@ constexpr int kVecBytes = 64;
 constexpr int kVecBytes = 32;
 #endif
 
-template <class T> struct Simd {
+template <class T>
+struct Simd {
   static constexpr int L = kVecBytes / int(sizeof(T));
   typedef T V __attribute__((vector_size(kVecBytes)));
   static V load(const T* p) {
@@ -40,9 +41,15 @@ template <class T> struct Simd {
   }
 };
 
-inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
-inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+inline int64_t floor_div(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return -floor_div(-a, b);
+}
+inline int64_t round_up(int64_t a, int64_t b) {
+  return (a + b - 1) / b * b;
+}
 
 // Output columns [lo, hi) for which in-column o*s + off lies in [0, w_in).
 inline void valid_range(int64_t off, int64_t s, int64_t w_in, int64_t w_out, int64_t& lo, int64_t& hi) {
@@ -60,9 +67,10 @@ struct PlaneGeom {
 // Thread-local buffers for one plane, sized once per call.
 constexpr int kMaxRows = 4;  // output rows computed together by the vertical-stride-1 kernel
 
-template <class T> struct Scratch {
-  int64_t wop;  // output row length rounded up to the vector width
-  int64_t wq;   // length of one phase row
+template <class T>
+struct Scratch {
+  int64_t wop;           // output row length rounded up to the vector width
+  int64_t wq;            // length of one phase row
   std::vector<T> phase;  // (h, s, wq)
   std::vector<T> zero;   // (s, wq) of zeros: rows outside the input
   std::vector<T> row;    // (wop): one output row / one padded gy row
@@ -166,10 +174,17 @@ void plane_fwd(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, Scr
     int64_t ox = 0;
     for (; ox + 4 * L <= sc.wop; ox += 4 * L) fwd_blocks<T, K, 4>(row + ox, tab, wk, init, ox, p.kh, p.kw);
     switch ((sc.wop - ox) / L) {
-      case 3: fwd_blocks<T, K, 3>(row + ox, tab, wk, init, ox, p.kh, p.kw); break;
-      case 2: fwd_blocks<T, K, 2>(row + ox, tab, wk, init, ox, p.kh, p.kw); break;
-      case 1: fwd_blocks<T, K, 1>(row + ox, tab, wk, init, ox, p.kh, p.kw); break;
-      default: break;
+      case 3:
+        fwd_blocks<T, K, 3>(row + ox, tab, wk, init, ox, p.kh, p.kw);
+        break;
+      case 2:
+        fwd_blocks<T, K, 2>(row + ox, tab, wk, init, ox, p.kh, p.kw);
+        break;
+      case 1:
+        fwd_blocks<T, K, 1>(row + ox, tab, wk, init, ox, p.kh, p.kw);
+        break;
+      default:
+        break;
     }
     std::memcpy(out + oy * p.wo, row, sizeof(T) * p.wo);
   }
@@ -179,8 +194,8 @@ void plane_fwd(T* out, const T* in, const T* wk, T init, const PlaneGeom& p, Scr
 // input row j = r + ky of rows[], so each loaded input vector feeds up to R rows (fewer loads per
 // FMA, R*NB independent accumulators). NB vectors from column ox; results go to dst[r] + ox.
 template <class T, int K, int R, int NB>
-inline void fwd_rows(T* const* dst, const T* const* rows, const int64_t* kxo, const typename Simd<T>::V* wv, T init,
-                     int64_t ox) {
+inline void fwd_rows(T* const* dst, const T* const* rows, const int64_t* kxo, const typename Simd<T>::V* wv,
+                     T init, int64_t ox) {
   using S = Simd<T>;
   using V = typename S::V;
   V acc[R][NB];
@@ -222,10 +237,17 @@ void fwd_row_group(T* out, const T* wk, T init, const PlaneGeom& p, Scratch<T>& 
   int64_t ox = 0;
   for (; ox + 4 * L <= sc.wop; ox += 4 * L) fwd_rows<T, K, R, 4>(dst, rows, kxo, wv, init, ox);
   switch ((sc.wop - ox) / L) {
-    case 3: fwd_rows<T, K, R, 3>(dst, rows, kxo, wv, init, ox); break;
-    case 2: fwd_rows<T, K, R, 2>(dst, rows, kxo, wv, init, ox); break;
-    case 1: fwd_rows<T, K, R, 1>(dst, rows, kxo, wv, init, ox); break;
-    default: break;
+    case 3:
+      fwd_rows<T, K, R, 3>(dst, rows, kxo, wv, init, ox);
+      break;
+    case 2:
+      fwd_rows<T, K, R, 2>(dst, rows, kxo, wv, init, ox);
+      break;
+    case 1:
+      fwd_rows<T, K, R, 1>(dst, rows, kxo, wv, init, ox);
+      break;
+    default:
+      break;
   }
   for (int r = 0; r < R; ++r) std::memcpy(out + (oy0 + r * p.dh) * p.wo, dst[r], sizeof(T) * p.wo);
 }
@@ -240,10 +262,18 @@ void plane_fwd_rows(T* out, const T* in, const T* wk, T init, const PlaneGeom& p
       const int64_t oy0 = blk + off;
       const int64_t nr = std::min<int64_t>(kMaxRows, (p.ho - 1 - oy0) / p.dh + 1);
       switch (nr) {
-        case 4: fwd_row_group<T, K, 4>(out, wk, init, p, sc, oy0); break;
-        case 3: fwd_row_group<T, K, 3>(out, wk, init, p, sc, oy0); break;
-        case 2: fwd_row_group<T, K, 2>(out, wk, init, p, sc, oy0); break;
-        default: fwd_row_group<T, K, 1>(out, wk, init, p, sc, oy0); break;
+        case 4:
+          fwd_row_group<T, K, 4>(out, wk, init, p, sc, oy0);
+          break;
+        case 3:
+          fwd_row_group<T, K, 3>(out, wk, init, p, sc, oy0);
+          break;
+        case 2:
+          fwd_row_group<T, K, 2>(out, wk, init, p, sc, oy0);
+          break;
+        default:
+          fwd_row_group<T, K, 1>(out, wk, init, p, sc, oy0);
+          break;
       }
     }
 }
@@ -269,9 +299,46 @@ void plane_weight(double* acc, const T* gy, const T* x, const PlaneGeom& p, Scra
   using S = Simd<T>;
   using V = typename S::V;
   sc.build(x, p);
-  for (int64_t oy = 0; oy < p.ho; ++oy) std::memcpy(sc.gpad.data() + oy * sc.wop, gy + oy * p.wo, sizeof(T) * p.wo);
+  for (int64_t oy = 0; oy < p.ho; ++oy)
+    std::memcpy(sc.gpad.data() + oy * sc.wop, gy + oy * p.wo, sizeof(T) * p.wo);
   const int64_t kh = K ? K : p.kh, kw = K ? K : p.kw;
-  for (int64_t ky = 0; ky < kh; ++ky) {
+  int64_t ky_start = 0;
+  if constexpr (K > 1) {
+    if (p.sh == 1) {
+      // Kernel rows in pairs (ky, ky+1), walking the input rows: input row iy meets gy rows
+      // iy + ph - ky*dh and one dh above it, so each loaded x vector feeds two accumulators.
+      const T* zero_g = sc.zero.data();  // at least wop zeros
+      for (; ky_start + 1 < K; ky_start += 2) {
+        const int64_t ky = ky_start;
+        V a0[K], a1[K];
+        for (int kx = 0; kx < K; ++kx) a0[kx] = a1[kx] = V{};
+        for (int64_t iy = 0; iy < p.h; ++iy) {
+          const int64_t oy_a = iy + p.ph - ky * p.dh, oy_b = oy_a - p.dh;
+          const bool va = oy_a >= 0 && oy_a < p.ho, vb = oy_b >= 0 && oy_b < p.ho;
+          if (!va && !vb) continue;
+          const T* ga = va ? sc.gpad.data() + oy_a * sc.wop : zero_g;
+          const T* gb = vb ? sc.gpad.data() + oy_b * sc.wop : zero_g;
+          const T* b = sc.input_row(p, iy);
+          const T* t[K];
+          for (int kx = 0; kx < K; ++kx) t[kx] = b + sc.kx_off[kx];
+          for (int64_t ox = 0; ox < sc.wop; ox += S::L) {
+            const V gva = S::load(ga + ox), gvb = S::load(gb + ox);
+#pragma GCC unroll 8
+            for (int kx = 0; kx < K; ++kx) {
+              const V xv = S::load(t[kx] + ox);
+              a0[kx] += gva * xv;
+              a1[kx] += gvb * xv;
+            }
+          }
+        }
+        for (int kx = 0; kx < K; ++kx) {
+          acc[ky * K + kx] += S::sum(a0[kx]);
+          acc[(ky + 1) * K + kx] += S::sum(a1[kx]);
+        }
+      }
+    }
+  }
+  for (int64_t ky = ky_start; ky < kh; ++ky) {
     int64_t oy0, oy1;  // rows whose tap ky lies inside the input
     valid_range(ky * p.dh - p.ph, p.sh, p.h, p.ho, oy0, oy1);
     if constexpr (K > 0) {
@@ -309,7 +376,8 @@ PlaneGeom fwd_plane_geom(const ConvGeom& g) {
 
 }  // namespace
 
-template <class T> void conv2d_fwd_depthwise(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
+template <class T>
+void conv2d_fwd_depthwise(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
   const PlaneGeom p = fwd_plane_geom(g);
   const int64_t hw = g.h * g.w, ohw = g.h_out * g.w_out, kk = g.kh * g.kw;
 #pragma omp parallel
@@ -318,17 +386,28 @@ template <class T> void conv2d_fwd_depthwise(T* y, const T* x, const T* w, const
 #pragma omp for collapse(2) schedule(static)
     for (int64_t n = 0; n < g.n; ++n)
       for (int64_t c = 0; c < g.c_in; ++c)
-        plane_fwd_any(y + (n * g.c_in + c) * ohw, x + (n * g.c_in + c) * hw, w + c * kk, bias ? bias[c] : T(0), p,
-                      sc);
+        plane_fwd_any(y + (n * g.c_in + c) * ohw, x + (n * g.c_in + c) * hw, w + c * kk,
+                      bias ? bias[c] : T(0), p, sc);
   }
 }
 
-template <class T> void conv2d_bwd_input_depthwise(T* gx, const T* gy, const T* w, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_input_depthwise(T* gx, const T* gy, const T* w, const ConvGeom& g) {
   const int64_t hw = g.h * g.w, ohw = g.h_out * g.w_out, kk = g.kh * g.kw;
   if (g.stride_h == 1 && g.stride_w == 1) {
     // gx = conv(gy, flip(w)) with padding (k-1)*d - pad, stride 1: a gather per gx pixel.
-    const PlaneGeom p{g.h_out, g.w_out, g.h, g.w, g.kh, g.kw, 1, 1,
-                      (g.kh - 1) * g.dil_h - g.pad_h, (g.kw - 1) * g.dil_w - g.pad_w, g.dil_h, g.dil_w};
+    const PlaneGeom p{g.h_out,
+                      g.w_out,
+                      g.h,
+                      g.w,
+                      g.kh,
+                      g.kw,
+                      1,
+                      1,
+                      (g.kh - 1) * g.dil_h - g.pad_h,
+                      (g.kw - 1) * g.dil_w - g.pad_w,
+                      g.dil_h,
+                      g.dil_w};
 #pragma omp parallel
     {
       Scratch<T> sc(p, false);
@@ -371,7 +450,8 @@ template <class T> void conv2d_bwd_input_depthwise(T* gx, const T* gy, const T* 
     }
 }
 
-template <class T> void conv2d_bwd_weight_depthwise(T* gw, const T* gy, const T* x, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_weight_depthwise(T* gw, const T* gy, const T* x, const ConvGeom& g) {
   const PlaneGeom p = fwd_plane_geom(g);
   const int64_t hw = g.h * g.w, ohw = g.h_out * g.w_out, kk = g.kh * g.kw;
   const bool k3 = g.kh == 3 && g.kw == 3, k5 = g.kh == 5 && g.kw == 5, k7 = g.kh == 7 && g.kw == 7;
@@ -386,17 +466,21 @@ template <class T> void conv2d_bwd_weight_depthwise(T* gw, const T* gy, const T*
       for (int64_t n = 0; n < g.n; ++n) {
         const T* xp = x + (n * g.c_in + c) * hw;
         const T* gyp = gy + (n * g.c_in + c) * ohw;
-        if (k3) plane_weight<T, 3>(acc.data(), gyp, xp, p, sc);
-        else if (k5) plane_weight<T, 5>(acc.data(), gyp, xp, p, sc);
-        else if (k7) plane_weight<T, 7>(acc.data(), gyp, xp, p, sc);
-        else plane_weight<T, 0>(acc.data(), gyp, xp, p, sc);
+        if (k3)
+          plane_weight<T, 3>(acc.data(), gyp, xp, p, sc);
+        else if (k5)
+          plane_weight<T, 5>(acc.data(), gyp, xp, p, sc);
+        else if (k7)
+          plane_weight<T, 7>(acc.data(), gyp, xp, p, sc);
+        else
+          plane_weight<T, 0>(acc.data(), gyp, xp, p, sc);
       }
       for (int64_t i = 0; i < kk; ++i) gw[c * kk + i] = static_cast<T>(acc[i]);
     }
   }
 }
 
-#define DL_INST(T)                                                                         \
+#define DL_INST(T)                                                                          \
   template void conv2d_fwd_depthwise<T>(T*, const T*, const T*, const T*, const ConvGeom&); \
   template void conv2d_bwd_input_depthwise<T>(T*, const T*, const T*, const ConvGeom&);     \
   template void conv2d_bwd_weight_depthwise<T>(T*, const T*, const T*, const ConvGeom&);

@@ -25,22 +25,22 @@ void blas_single_threaded() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                  int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
+inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
-inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
-                  int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
+inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+                  const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
 // Row-major C[M,N] = op(A) * op(B) + beta * C, split over the OpenMP threads along N (or M when N is
 // the smaller side); every panel is one single-threaded BLAS call. Called outside parallel regions.
 template <class T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta,
-          T* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+          T beta, T* c, int64_t ldc) {
   blas_single_threaded();
   const int64_t nt = std::max(1, omp_get_max_threads());
   const bool split_n = n >= m;
@@ -64,13 +64,18 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t
 }
 
 // y[co, :] = bias[co] for one image (so the GEMM can accumulate with beta = 1).
-template <class T> void fill_bias(T* y, const T* bias, int64_t c_out, int64_t hw) {
+template <class T>
+void fill_bias(T* y, const T* bias, int64_t c_out, int64_t hw) {
 #pragma omp parallel for schedule(static)
   for (int64_t co = 0; co < c_out; ++co) std::fill(y + co * hw, y + (co + 1) * hw, bias[co]);
 }
 
-inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+inline int64_t floor_div(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return -floor_div(-a, b);
+}
 inline void valid_range(int64_t off, int64_t s, int64_t w_in, int64_t w_out, int64_t& lo, int64_t& hi) {
   lo = std::min(w_out, std::max<int64_t>(0, ceil_div(-off, s)));
   hi = std::min<int64_t>(w_out, floor_div(w_in - 1 - off, s) + 1);
@@ -79,7 +84,8 @@ inline void valid_range(int64_t off, int64_t s, int64_t w_in, int64_t w_out, int
 
 // col[(c*kh + ky)*kw + kx, (oy - oy0)*w_out + ox] = x[c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] (0 outside),
 // for output rows [oy0, oy1) of one image.
-template <class T> void im2col(T* col, const T* x, const ConvGeom& g, int64_t oy0, int64_t oy1) {
+template <class T>
+void im2col(T* col, const T* x, const ConvGeom& g, int64_t oy0, int64_t oy1) {
   const int64_t rows = g.c_in * g.kh * g.kw, ncol = (oy1 - oy0) * g.w_out;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -109,7 +115,8 @@ template <class T> void im2col(T* col, const T* x, const ConvGeom& g, int64_t oy
 
 // gx[c, ...] += the entries of col that im2col read from it; parallel over c so each thread owns
 // its gx plane.
-template <class T> void col2im_add(T* gx, const T* col, const ConvGeom& g, int64_t oy0, int64_t oy1) {
+template <class T>
+void col2im_add(T* gx, const T* col, const ConvGeom& g, int64_t oy0, int64_t oy1) {
   const int64_t ncol = (oy1 - oy0) * g.w_out;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < g.c_in; ++c) {
@@ -133,7 +140,8 @@ template <class T> void col2im_add(T* gx, const T* col, const ConvGeom& g, int64
 }
 
 // Output rows per column block: as many as fit in kColBytes, at least one.
-template <class T> int64_t rows_per_block(const ConvGeom& g) {
+template <class T>
+int64_t rows_per_block(const ConvGeom& g) {
   const int64_t row_bytes = g.c_in * g.kh * g.kw * g.w_out * int64_t(sizeof(T));
   return std::clamp<int64_t>(kColBytes / std::max<int64_t>(row_bytes, 1), 1, g.h_out);
 }
@@ -141,7 +149,8 @@ template <class T> int64_t rows_per_block(const ConvGeom& g) {
 }  // namespace
 
 // ---- pointwise: per image Y[cout, HW] = W[cout, cin] * X[cin, HW] ----
-template <class T> void conv2d_fwd_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
+template <class T>
+void conv2d_fwd_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
   const int64_t hw = g.h * g.w;
   for (int64_t n = 0; n < g.n; ++n) {
     T* yn = y + n * g.c_out * hw;
@@ -150,21 +159,25 @@ template <class T> void conv2d_fwd_pointwise(T* y, const T* x, const T* w, const
   }
 }
 
-template <class T> void conv2d_bwd_input_pointwise(T* gx, const T* gy, const T* w, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_input_pointwise(T* gx, const T* gy, const T* w, const ConvGeom& g) {
   const int64_t hw = g.h * g.w;
   for (int64_t n = 0; n < g.n; ++n)  // gX[cin, HW] = W^T * gY
-    gemm(true, false, g.c_in, hw, g.c_out, w, g.c_in, gy + n * g.c_out * hw, hw, T(0), gx + n * g.c_in * hw, hw);
+    gemm(true, false, g.c_in, hw, g.c_out, w, g.c_in, gy + n * g.c_out * hw, hw, T(0), gx + n * g.c_in * hw,
+         hw);
 }
 
-template <class T> void conv2d_bwd_weight_pointwise(T* gw, const T* gy, const T* x, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_weight_pointwise(T* gw, const T* gy, const T* x, const ConvGeom& g) {
   const int64_t hw = g.h * g.w;
   for (int64_t n = 0; n < g.n; ++n)  // gW[cout, cin] += gY * X^T
-    gemm(false, true, g.c_out, g.c_in, hw, gy + n * g.c_out * hw, hw, x + n * g.c_in * hw, hw, n ? T(1) : T(0), gw,
-         g.c_in);
+    gemm(false, true, g.c_out, g.c_in, hw, gy + n * g.c_out * hw, hw, x + n * g.c_in * hw, hw,
+         n ? T(1) : T(0), gw, g.c_in);
 }
 
 // ---- dense: per image and block of output rows, Y[cout, rows] = W[cout, cin*kh*kw] * col ----
-template <class T> void conv2d_fwd_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
+template <class T>
+void conv2d_fwd_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
   const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
   std::vector<T> col(size_t(k * rb * g.w_out));
   for (int64_t n = 0; n < g.n; ++n) {
@@ -178,7 +191,8 @@ template <class T> void conv2d_fwd_im2col(T* y, const T* x, const T* w, const T*
   }
 }
 
-template <class T> void conv2d_bwd_input_im2col(T* gx, const T* gy, const T* w, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_input_im2col(T* gx, const T* gy, const T* w, const ConvGeom& g) {
   const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
   std::vector<T> col(size_t(k * rb * g.w_out));
   std::memset(gx, 0, sizeof(T) * g.n * g.c_in * g.h * g.w);
@@ -186,12 +200,14 @@ template <class T> void conv2d_bwd_input_im2col(T* gx, const T* gy, const T* w, 
     for (int64_t oy0 = 0; oy0 < g.h_out; oy0 += rb) {
       const int64_t oy1 = std::min(g.h_out, oy0 + rb), nc = (oy1 - oy0) * g.w_out;
       // col[K, rows] = W^T * gY[:, rows]
-      gemm(true, false, k, nc, g.c_out, w, k, gy + n * g.c_out * ohw + oy0 * g.w_out, ohw, T(0), col.data(), nc);
+      gemm(true, false, k, nc, g.c_out, w, k, gy + n * g.c_out * ohw + oy0 * g.w_out, ohw, T(0), col.data(),
+           nc);
       col2im_add(gx + n * g.c_in * g.h * g.w, col.data(), g, oy0, oy1);
     }
 }
 
-template <class T> void conv2d_bwd_weight_im2col(T* gw, const T* gy, const T* x, const ConvGeom& g) {
+template <class T>
+void conv2d_bwd_weight_im2col(T* gw, const T* gy, const T* x, const ConvGeom& g) {
   const int64_t k = g.c_in * g.kh * g.kw, ohw = g.h_out * g.w_out, rb = rows_per_block<T>(g);
   std::vector<T> col(size_t(k * rb * g.w_out));
   bool first = true;
@@ -207,11 +223,11 @@ template <class T> void conv2d_bwd_weight_im2col(T* gw, const T* gy, const T* x,
 }
 
 #define DL_INST(T)                                                                          \
-  template void conv2d_fwd_pointwise<T>(T*, const T*, const T*, const T*, const ConvGeom&);  \
-  template void conv2d_bwd_input_pointwise<T>(T*, const T*, const T*, const ConvGeom&);      \
-  template void conv2d_bwd_weight_pointwise<T>(T*, const T*, const T*, const ConvGeom&);     \
-  template void conv2d_fwd_im2col<T>(T*, const T*, const T*, const T*, const ConvGeom&);     \
-  template void conv2d_bwd_input_im2col<T>(T*, const T*, const T*, const ConvGeom&);         \
+  template void conv2d_fwd_pointwise<T>(T*, const T*, const T*, const T*, const ConvGeom&); \
+  template void conv2d_bwd_input_pointwise<T>(T*, const T*, const T*, const ConvGeom&);     \
+  template void conv2d_bwd_weight_pointwise<T>(T*, const T*, const T*, const ConvGeom&);    \
+  template void conv2d_fwd_im2col<T>(T*, const T*, const T*, const T*, const ConvGeom&);    \
+  template void conv2d_bwd_input_im2col<T>(T*, const T*, const T*, const ConvGeom&);        \
   template void conv2d_bwd_weight_im2col<T>(T*, const T*, const T*, const ConvGeom&);
 DL_INST(float)
 DL_INST(double)
