@@ -12,6 +12,7 @@
 #include "examples/cli.h"
 #include "parser/config.h"
 #include "parser/data.h"
+#include "parser/panoptic_output.h"
 #include "parser/trainer.h"
 #include "weights/load.h"
 
@@ -24,11 +25,11 @@ struct Input {
   int64_t image_id = 0;
 };
 
-// Writes OUT/panoptic/NAME.png, OUT/overlay/NAME.png and, at finish(), OUT/panoptic.json.
+// Writes OUT/panoptic/NAME.png, OUT/overlay/NAME.png and, at finish(), OUT/panoptic.json
+// (parser/panoptic_output.h).
 class OutputWriter {
  public:
-  OutputWriter(std::string dir, std::vector<Category> cats) : dir_(std::move(dir)) {
-    json_.categories = std::move(cats);
+  OutputWriter(std::string dir, std::vector<Category> cats) : dir_(std::move(dir)), cats_(std::move(cats)) {
     std::error_code ec;
     for (const char* sub : {"panoptic", "overlay"}) {
       fs::create_directories(fs::path(dir_) / sub, ec);
@@ -41,47 +42,19 @@ class OutputWriter {
     std::error_code ec;
     fs::create_directories(pp.parent_path(), ec);
     fs::create_directories(op.parent_path(), ec);
-    write_panoptic_png(pp.string(), p.ids, p.height, p.width);
-    write_rgb_png(op.string(), overlay(rgb, p), p.height, p.width);
-    json_.images.push_back({image_id, name, p.width, p.height});
-    json_.annotations.push_back({image_id, png, p.segments});
+    PanopticAnnotation a = write_panoptic_prediction(pp.string(), p, image_id);
+    a.file_name = png;  // keep sub-folders of folder inputs
+    anns_.push_back(std::move(a));
+    write_panoptic_overlay(op.string(), rgb, p, cats_);
+    images_.push_back({image_id, name, p.width, p.height});
   }
-  void finish() { write_panoptic_json((fs::path(dir_) / "panoptic.json").string(), json_); }
+  void finish() { write_predictions_json((fs::path(dir_) / "panoptic.json").string(), anns_, cats_, images_); }
 
  private:
-  // Each segment in its category colour, instances of one category told apart by a brightness
-  // shift, blended half and half with the image; segment borders drawn white.
-  std::vector<uint8_t> overlay(const std::vector<uint8_t>& rgb, const PanopticMap& p) const {
-    std::vector<uint8_t> o(rgb.size());
-    std::map<int32_t, std::array<int, 3>> colour;
-    std::map<int32_t, int> seen;
-    for (const auto& s : p.segments) {
-      const Category* c = json_.category(s.category_id);
-      std::array<int, 3> col{128, 128, 128};
-      if (c) col = {c->color[0], c->color[1], c->color[2]};
-      const int k = seen[s.category_id]++;
-      const int shift = (k % 5) * 28 - 56;
-      for (auto& v : col) v = std::min(255, std::max(0, v + (c && c->isthing ? shift : 0)));
-      colour[s.id] = col;
-    }
-    const int64_t h = p.height, w = p.width;
-    for (int64_t y = 0; y < h; ++y)
-      for (int64_t x = 0; x < w; ++x) {
-        const int64_t i = y * w + x;
-        const int32_t id = p.ids[i];
-        const bool edge = (x + 1 < w && p.ids[i + 1] != id) || (y + 1 < h && p.ids[i + w] != id);
-        for (int c = 0; c < 3; ++c) {
-          int v = rgb[i * 3 + c];
-          if (edge) v = 255;
-          else if (id) v = (v + colour[id][c]) / 2;
-          else v = v / 3;  // void darkened
-          o[i * 3 + c] = static_cast<uint8_t>(v);
-        }
-      }
-    return o;
-  }
   std::string dir_;
-  PanopticJson json_;
+  std::vector<Category> cats_;
+  std::vector<PanopticAnnotation> anns_;
+  std::vector<ImageInfo> images_;
 };
 
 bool is_image_file(const fs::path& p) {
