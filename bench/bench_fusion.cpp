@@ -4,7 +4,8 @@
 // logits and every offset, so far more keypoint candidates survive), on the CPU with 1 and 2
 // threads, on CUDA when available, and the same work done by a PyTorch port (bench/fusion_ref.py)
 // in the same run when /usr/bin/python3 has torch.
-// Usage: bench_fusion [runs=5] [--cuda] [--torch cpu,cuda | --no-torch] [--size HxW]...
+// Usage: bench_fusion [runs=5] [--cuda] [--torch cpu|cpu1|cuda,... | --no-torch] [--size HxW]...
+// (cpu1: the PyTorch port on one thread only)
 #include <omp.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -168,7 +169,8 @@ int main(int argc, char** argv) {
           std::vector<std::pair<std::string, std::string>> variants;
           if (torch_devices.find("cpu") != std::string::npos) {
             variants.push_back({"PyTorch CPU 1 thr", "OMP_NUM_THREADS=1 " + cmd + " cpu"});
-            variants.push_back({"PyTorch CPU 2 thr", "OMP_NUM_THREADS=2 " + cmd + " cpu"});
+            if (torch_devices.find("cpu1") == std::string::npos)
+              variants.push_back({"PyTorch CPU 2 thr", "OMP_NUM_THREADS=2 " + cmd + " cpu"});
           }
           if (torch_devices.find("cuda") != std::string::npos) variants.push_back({"PyTorch CUDA", cmd + " cuda"});
           for (const auto& [label, c] : variants) {

@@ -5,6 +5,9 @@
 // Also times deeperlab_loss forward + backward on the targets (19 classes, random head outputs),
 // on the CPU and, with --cuda, on the GPU.
 // Usage: bench_targets [size=1441] [instances=50] [runs=9] [--cuda]
+#include <omp.h>
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,8 +16,6 @@
 #include <cstring>
 #include <fstream>
 #include <string>
-#include <omp.h>
-#include <time.h>
 
 #include "core/rng.h"
 #include "core/storage.h"
@@ -41,8 +42,10 @@ PanopticMap make_scene(int64_t size, int n, uint64_t seed) {
     const int32_t id = 100 + i;
     const double cy = rng.uniform(0, double(size)), cx = rng.uniform(0, double(size));
     const double ry = rng.uniform(8, double(size) / 8), rx = rng.uniform(8, double(size) / 8);
-    const int64_t y0 = std::max<int64_t>(0, int64_t(cy - ry)), y1 = std::min<int64_t>(size - 1, int64_t(cy + ry));
-    const int64_t x0 = std::max<int64_t>(0, int64_t(cx - rx)), x1 = std::min<int64_t>(size - 1, int64_t(cx + rx));
+    const int64_t y0 = std::max<int64_t>(0, int64_t(cy - ry)),
+                  y1 = std::min<int64_t>(size - 1, int64_t(cy + ry));
+    const int64_t x0 = std::max<int64_t>(0, int64_t(cx - rx)),
+                  x1 = std::min<int64_t>(size - 1, int64_t(cx + rx));
     for (int64_t y = y0; y <= y1; ++y)
       for (int64_t x = x0; x <= x1; ++x) {
         const double u = (y - cy) / ry, v = (x - cx) / rx;
@@ -54,7 +57,8 @@ PanopticMap make_scene(int64_t size, int n, uint64_t seed) {
 }
 
 double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // CPU time of this thread (user + system, page faults included): robust on a loaded machine.
@@ -133,17 +137,19 @@ int main(int argc, char** argv) {
     const double ours = median(t_cpu);
     // Bytes written: 50 float channels (the short mask shares the heatmap) + semantic (I32) + 2 weights.
     const double gbs = 53.0 * 4.0 * double(size * size) / (ours * 1e6);
-    std::printf("targets %lldx%lld, %zu instances (+%d crowd), R=%.0f, 1 thread: median %.1f ms wall, %.1f ms thread "
-                "CPU time over %d runs (%.1f GB/s written), peak host memory %.0f MiB\n",
-                (long long)size, (long long)size, insts, n / 10, cfg.radius, ours, median(t_thread), runs, gbs,
-                peak_mb);
+    std::printf(
+        "targets %lldx%lld, %zu instances (+%d crowd), R=%.0f, 1 thread: median %.1f ms wall, %.1f ms thread "
+        "CPU time over %d runs (%.1f GB/s written), peak host memory %.0f MiB\n",
+        (long long)size, (long long)size, insts, n / 10, cfg.radius, ours, median(t_thread), runs, gbs,
+        peak_mb);
 
     {
       Targets t = build_targets(m, cm, cfg, "bench");
-      std::printf("deeperlab_loss forward + backward, %lldx%lld, 19 classes, CPU (%d OpenMP threads allowed): "
-                  "median %.1f ms over %d runs\n",
-                  (long long)size, (long long)size, omp_get_max_threads(), time_loss(t, 19, std::max(1, runs / 3), Device::CPU),
-                  std::max(1, runs / 3));
+      std::printf(
+          "deeperlab_loss forward + backward, %lldx%lld, 19 classes, CPU (%d OpenMP threads allowed): "
+          "median %.1f ms over %d runs\n",
+          (long long)size, (long long)size, omp_get_max_threads(),
+          time_loss(t, 19, std::max(1, runs / 3), Device::CPU), std::max(1, runs / 3));
     }
 #ifdef DEEPERLAB_WITH_CUDA
     if (use_cuda && cuda::available()) {
@@ -158,8 +164,9 @@ int main(int argc, char** argv) {
       std::printf("targets on %s (CPU pixel pass + GPU fill): median %.1f ms\n", cuda::device_name(),
                   median(t_gpu));
       Targets tg = build_targets_on(m, cm, cfg, Device::CUDA, "bench");
-      std::printf("deeperlab_loss forward + backward on %s, %lldx%lld, 19 classes: median %.2f ms over %d runs\n",
-                  cuda::device_name(), (long long)size, (long long)size, time_loss(tg, 19, runs, Device::CUDA), runs);
+      std::printf(
+          "deeperlab_loss forward + backward on %s, %lldx%lld, 19 classes: median %.2f ms over %d runs\n",
+          cuda::device_name(), (long long)size, (long long)size, time_loss(tg, 19, runs, Device::CUDA), runs);
     }
 #else
     if (use_cuda) std::printf("--cuda: this build has no CUDA backend\n");
@@ -171,8 +178,8 @@ int main(int argc, char** argv) {
       std::ofstream f(ids_path, std::ios::binary);
       f.write(reinterpret_cast<const char*>(m.ids.data()), std::streamsize(m.ids.size() * sizeof(int32_t)));
     }
-    const std::string cmd = "/usr/bin/python3 bench/targets_ref.py " + ids_path + " " + std::to_string(size) + " " +
-                            std::to_string(n) + " " + std::to_string(runs) + " 2>/dev/null";
+    const std::string cmd = "/usr/bin/python3 bench/targets_ref.py " + ids_path + " " + std::to_string(size) +
+                            " " + std::to_string(n) + " " + std::to_string(runs) + " 2>/dev/null";
     FILE* p = popen(cmd.c_str(), "r");
     double ref = -1;
     if (p) {
@@ -181,9 +188,11 @@ int main(int argc, char** argv) {
     }
     std::remove(ids_path.c_str());
     if (ref > 0)
-      std::printf("numpy reference (bench/targets_ref.py): median %.1f ms -> ours is %.1fx faster\n", ref, ref / ours);
+      std::printf("numpy reference (bench/targets_ref.py): median %.1f ms -> ours is %.1fx faster\n", ref,
+                  ref / ours);
     else
-      std::printf("numpy reference: not available (run from the repository root with /usr/bin/python3 + numpy)\n");
+      std::printf(
+          "numpy reference: not available (run from the repository root with /usr/bin/python3 + numpy)\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_targets: %s\n", e.what());
     return 1;

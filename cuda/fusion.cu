@@ -50,9 +50,18 @@ __global__ void fusion_argmax_kernel(int32_t* labels, uint8_t* thing, const floa
   thing[i] = lut[lab];
 }
 
+// Votes of neighbouring pixels mostly land on the same few pixels (a keypoint), so the threads of
+// a warp adding to the same address are combined first (integer sums: still exact) and one
+// atomic per address is issued.
 struct AtomicAdd {
   unsigned long long* a;
-  __device__ void operator()(int64_t i, unsigned long long v) const { atomicAdd(a + i, v); }
+  __device__ void operator()(int64_t i, unsigned long long v) const {
+    const unsigned active = __activemask();
+    const unsigned peers = __match_any_sync(active, static_cast<unsigned long long>(i));
+    unsigned long long sum = 0;
+    for (unsigned p = peers; p; p &= p - 1) sum += __shfl_sync(peers, v, __ffs(p) - 1);
+    if ((threadIdx.x & 31) == unsigned(__ffs(peers) - 1)) atomicAdd(a + i, sum);
+  }
 };
 
 __global__ void fusion_vote_short_kernel(unsigned long long* acc, const float* heat, const float* shrt, const float* lut,
@@ -193,6 +202,49 @@ __global__ void fusion_stats_kernel(unsigned long long* area, int* bbox, unsigne
   if (o >= k) atomicAdd(votes + int64_t(o - k) * k + labels[i], 1ull);
 }
 
+// Per-block statistics in shared memory (one global atomic per owner and block instead of one per
+// pixel: a stuff class can own half the image). Layout: area[owners], votes[n * k], bbox[4 * owners].
+__global__ void fusion_stats_shared_kernel(unsigned long long* area, int* bbox, unsigned long long* votes,
+                                           const int32_t* owner, const int32_t* labels, int k, int n, int h, int w) {
+  extern __shared__ unsigned long long sh[];
+  const int owners = k + n, nv = n * k;
+  unsigned long long* s_area = sh;
+  unsigned long long* s_votes = sh + owners;
+  int* s_box = reinterpret_cast<int*>(sh + owners + nv);
+  for (int i = threadIdx.x; i < owners; i += blockDim.x) {
+    s_area[i] = 0;
+    s_box[i] = INT_MAX;
+    s_box[owners + i] = INT_MAX;
+    s_box[2 * owners + i] = -1;
+    s_box[3 * owners + i] = -1;
+  }
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) s_votes[i] = 0;
+  __syncthreads();
+  const int64_t hw = int64_t(h) * w;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < hw; i += int64_t(gridDim.x) * blockDim.x) {
+    const int o = owner[i];
+    if (o < 0) continue;
+    const int y = int(i / w), x = int(i % w);
+    atomicAdd(s_area + o, 1ull);
+    atomicMin(s_box + o, y);
+    atomicMin(s_box + owners + o, x);
+    atomicMax(s_box + 2 * owners + o, y);
+    atomicMax(s_box + 3 * owners + o, x);
+    if (o >= k) atomicAdd(s_votes + int64_t(o - k) * k + labels[i], 1ull);
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < owners; i += blockDim.x) {
+    if (s_area[i] == 0) continue;
+    atomicAdd(area + i, s_area[i]);
+    atomicMin(bbox + i, s_box[i]);
+    atomicMin(bbox + owners + i, s_box[owners + i]);
+    atomicMax(bbox + 2 * owners + i, s_box[2 * owners + i]);
+    atomicMax(bbox + 3 * owners + i, s_box[3 * owners + i]);
+  }
+  for (int i = threadIdx.x; i < nv; i += blockDim.x)
+    if (s_votes[i]) atomicAdd(votes + i, s_votes[i]);
+}
+
 __global__ void fusion_ids_kernel(int32_t* ids, const int32_t* owner, const int32_t* owner_to_id, int64_t hw) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= hw) return;
@@ -256,8 +308,14 @@ void fusion_stats(unsigned long long* area, int* bbox, unsigned long long* class
   fusion_stats_init_kernel<<<blocks_for(std::max(owners, nvotes)), kThreads, 0, s>>>(area, bbox, class_votes, owners,
                                                                                       nvotes);
   check_launch("fusion_stats_init");
-  fusion_stats_kernel<<<blocks_for(int64_t(h) * w), kThreads, 0, s>>>(area, bbox, class_votes, owner, labels, k, n, h,
-                                                                      w);
+  const size_t shared = size_t(owners + nvotes) * 8 + size_t(owners) * 16;
+  if (shared <= 48 * 1024) {
+    const unsigned grid = unsigned(std::min<int64_t>(blocks_for(int64_t(h) * w), 1024));
+    fusion_stats_shared_kernel<<<grid, kThreads, shared, s>>>(area, bbox, class_votes, owner, labels, k, n, h, w);
+  } else {
+    fusion_stats_kernel<<<blocks_for(int64_t(h) * w), kThreads, 0, s>>>(area, bbox, class_votes, owner, labels, k, n,
+                                                                        h, w);
+  }
   check_launch("fusion_stats");
 }
 

@@ -4,8 +4,6 @@
 // (no sort). Ties at that key are resolved by pixel index with a chunked prefix count, as on the
 // CPU, so both devices keep the same pixels. All reductions are two-stage with a fixed partition
 // and a fixed-order final sum: results are deterministic run to run.
-#include "cuda/loss.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,20 +11,21 @@
 #include <cub/block/block_scan.cuh>
 
 #include "core/error.h"
+#include "cuda/loss.h"
 
 namespace dl::cuda {
 namespace {
 
-#define DL_LAUNCH_CHECK(op)                                                                       \
-  do {                                                                                            \
-    cudaError_t e_ = cudaGetLastError();                                                          \
-    DL_CHECK(e_ == cudaSuccess, op << ": kernel launch failed: " << cudaGetErrorString(e_));      \
+#define DL_LAUNCH_CHECK(op)                                                                  \
+  do {                                                                                       \
+    cudaError_t e_ = cudaGetLastError();                                                     \
+    DL_CHECK(e_ == cudaSuccess, op << ": kernel launch failed: " << cudaGetErrorString(e_)); \
   } while (0)
 
 constexpr int kThreads = 256;
-constexpr int kItems = 16;                       // per thread in the selection kernels
+constexpr int kItems = 16;                              // per thread in the selection kernels
 constexpr int64_t kChunk = int64_t(kThreads) * kItems;  // pixels per selection block
-constexpr int kReduceBlocks = 512;               // partials of the (sum, count) reductions
+constexpr int kReduceBlocks = 512;                      // partials of the (sum, count) reductions
 
 // Scratch device memory from the caching allocator, released in stream order.
 struct Scratch {
@@ -37,7 +36,9 @@ struct Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   template <class T>
-  T* as() const { return static_cast<T*>(p); }
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
 
 unsigned grid_for(int64_t n, int threads = kThreads) {
@@ -50,9 +51,11 @@ __device__ __forceinline__ uint32_t order_key(float f) {
 }
 
 // ---------------------------------------------------------------------------------------------
-__global__ void count_bad_labels_kernel(unsigned long long* bad, const int32_t* labels, int64_t n, int32_t k) {
+__global__ void count_bad_labels_kernel(unsigned long long* bad, const int32_t* labels, int64_t n,
+                                        int32_t k) {
   unsigned long long local = 0;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
     local += (labels[i] < -1 || labels[i] >= k);
   if (local) atomicAdd(bad, local);
 }
@@ -78,7 +81,8 @@ __global__ void softmax_ce_fwd_kernel(float* __restrict__ loss, const float* __r
 }
 
 // ---- radix select: state per image = (prefix key, remaining rank) ----
-__global__ void select_init_kernel(uint32_t* prefix, uint32_t* remaining, uint32_t* hist, int64_t n, uint32_t keep) {
+__global__ void select_init_kernel(uint32_t* prefix, uint32_t* remaining, uint32_t* hist, int64_t n,
+                                   uint32_t keep) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) {
     prefix[i] = 0;
@@ -97,7 +101,8 @@ __global__ void select_hist_kernel(uint32_t* hist, const float* __restrict__ los
   const uint32_t pre = prefix[i];
   const uint32_t high_mask = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
   const float* l = loss + i * hw;
-  for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < hw; p += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < hw;
+       p += int64_t(gridDim.x) * blockDim.x) {
     const uint32_t key = order_key(l[p]);
     if ((key & high_mask) == (pre & high_mask)) atomicAdd(&h[(key >> shift) & 255u], 1u);
   }
@@ -107,7 +112,8 @@ __global__ void select_hist_kernel(uint32_t* hist, const float* __restrict__ los
 }
 
 // Picks the digit holding the remaining-th largest key, from the top; clears the histogram.
-__global__ void select_digit_kernel(uint32_t* prefix, uint32_t* remaining, uint32_t* hist, int64_t n, int shift) {
+__global__ void select_digit_kernel(uint32_t* prefix, uint32_t* remaining, uint32_t* hist, int64_t n,
+                                    int shift) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   uint32_t* h = hist + i * 256;
@@ -126,8 +132,8 @@ __global__ void select_digit_kernel(uint32_t* prefix, uint32_t* remaining, uint3
 }
 
 // Per chunk: the number of keys equal to the threshold (for tie ranks).
-__global__ void count_equal_kernel(uint32_t* eq, const float* __restrict__ loss, const uint32_t* thr, int64_t hw,
-                                   int64_t nchunks) {
+__global__ void count_equal_kernel(uint32_t* eq, const float* __restrict__ loss, const uint32_t* thr,
+                                   int64_t hw, int64_t nchunks) {
   using Reduce = cub::BlockReduce<uint32_t, kThreads>;
   __shared__ typename Reduce::TempStorage tmp;
   const int64_t i = blockIdx.y, ch = blockIdx.x;
@@ -157,8 +163,9 @@ __global__ void scan_chunks_kernel(uint32_t* eq, int64_t n, int64_t nchunks) {
 
 // Marks kept pixels: key > threshold, or key == threshold with tie rank < remaining; per-chunk sums.
 __global__ void mark_kept_kernel(uint8_t* __restrict__ mask, float* __restrict__ chunk_sum,
-                                 const float* __restrict__ loss, const uint32_t* thr, const uint32_t* remaining,
-                                 const uint32_t* eq_before, int64_t hw, int64_t nchunks) {
+                                 const float* __restrict__ loss, const uint32_t* thr,
+                                 const uint32_t* remaining, const uint32_t* eq_before, int64_t hw,
+                                 int64_t nchunks) {
   using Scan = cub::BlockScan<uint32_t, kThreads>;
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ union {
@@ -301,7 +308,8 @@ __global__ void final_sum_count_kernel(float* sum_count, const float* partial, i
 
 template <class Term>
 void sum_count(float* out, const Term& term, int64_t total, cudaStream_t s, const char* op) {
-  const int parts = int(std::min<int64_t>(kReduceBlocks, std::max<int64_t>(1, (total + kThreads - 1) / kThreads)));
+  const int parts =
+      int(std::min<int64_t>(kReduceBlocks, std::max<int64_t>(1, (total + kThreads - 1) / kThreads)));
   Scratch partial(sizeof(float) * 2 * parts);
   partial_sum_count_kernel<<<parts, kThreads, 0, s>>>(partial.as<float>(), term, total);
   DL_LAUNCH_CHECK(op);
@@ -311,7 +319,8 @@ void sum_count(float* out, const Term& term, int64_t total, cudaStream_t s, cons
 
 __global__ void sigmoid_ce_bwd_kernel(float* __restrict__ gx, const float* gy, const float* sc,
                                       const float* __restrict__ x, const float* __restrict__ t,
-                                      const float* __restrict__ w, int64_t n, int64_t c, int64_t wc, int64_t hw) {
+                                      const float* __restrict__ w, int64_t n, int64_t c, int64_t wc,
+                                      int64_t hw) {
   const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= n * c * hw) return;
   const float g = sc[1] > 0.0f ? gy[0] / sc[1] : 0.0f;
@@ -356,7 +365,8 @@ __global__ void mean_of_sum_count_kernel(float* out, const float* sc) {
 int64_t count_bad_labels(const int32_t* labels, int64_t n, int32_t k, cudaStream_t s) {
   if (n == 0) return 0;
   Scratch bad(sizeof(unsigned long long));
-  DL_CHECK(cudaMemsetAsync(bad.p, 0, sizeof(unsigned long long), s) == cudaSuccess, "count_bad_labels: memset");
+  DL_CHECK(cudaMemsetAsync(bad.p, 0, sizeof(unsigned long long), s) == cudaSuccess,
+           "count_bad_labels: memset");
   count_bad_labels_kernel<<<unsigned(std::min<int64_t>(1024, grid_for(n))), kThreads, 0, s>>>(
       bad.as<unsigned long long>(), labels, n, k);
   DL_LAUNCH_CHECK("count_bad_labels");
@@ -404,7 +414,8 @@ void topk_mask(uint8_t* mask, float* kept_sum, const float* loss, int64_t n, int
   DL_LAUNCH_CHECK("topk_mask");
   scan_chunks_kernel<<<grid_for(n, 64), 64, 0, s>>>(eq, n, nchunks);
   DL_LAUNCH_CHECK("topk_mask");
-  mark_kept_kernel<<<chunk_grid, kThreads, 0, s>>>(mask, sums.as<float>(), loss, prefix, remaining, eq, hw, nchunks);
+  mark_kept_kernel<<<chunk_grid, kThreads, 0, s>>>(mask, sums.as<float>(), loss, prefix, remaining, eq, hw,
+                                                   nchunks);
   DL_LAUNCH_CHECK("topk_mask");
   sum_chunks_kernel<<<grid_for(n, 64), 64, 0, s>>>(kept_sum, sums.as<float>(), n, nchunks);
   DL_LAUNCH_CHECK("topk_mask");
@@ -415,28 +426,29 @@ void scaled_sum(float* out, const float* values, int64_t n, float factor, cudaSt
   DL_LAUNCH_CHECK("scaled_sum");
 }
 
-void softmax_ce_bwd(float* gx, const float* gy, const float* logits, const int32_t* labels, const float* weights,
-                    const uint8_t* mask, float factor, int64_t n, int64_t k, int64_t hw, cudaStream_t s) {
+void softmax_ce_bwd(float* gx, const float* gy, const float* logits, const int32_t* labels,
+                    const float* weights, const uint8_t* mask, float factor, int64_t n, int64_t k, int64_t hw,
+                    cudaStream_t s) {
   if (n * hw == 0) return;
-  softmax_ce_bwd_kernel<<<grid_for(n * hw), kThreads, 0, s>>>(gx, gy, logits, labels, weights, mask, factor, n, k,
-                                                               hw);
+  softmax_ce_bwd_kernel<<<grid_for(n * hw), kThreads, 0, s>>>(gx, gy, logits, labels, weights, mask, factor,
+                                                              n, k, hw);
   DL_LAUNCH_CHECK("softmax_ce_bwd");
 }
 
-void sigmoid_ce_fwd(float* sc, const float* x, const float* t, const float* w, int64_t n, int64_t c, int64_t wc,
-                    int64_t hw, cudaStream_t s) {
+void sigmoid_ce_fwd(float* sc, const float* x, const float* t, const float* w, int64_t n, int64_t c,
+                    int64_t wc, int64_t hw, cudaStream_t s) {
   sum_count(sc, SigmoidTerm{x, t, w, c, wc, hw}, n * c * hw, s, "sigmoid_ce_fwd");
 }
 
-void sigmoid_ce_bwd(float* gx, const float* gy, const float* sc, const float* x, const float* t, const float* w,
-                    int64_t n, int64_t c, int64_t wc, int64_t hw, cudaStream_t s) {
+void sigmoid_ce_bwd(float* gx, const float* gy, const float* sc, const float* x, const float* t,
+                    const float* w, int64_t n, int64_t c, int64_t wc, int64_t hw, cudaStream_t s) {
   if (n * c * hw == 0) return;
   sigmoid_ce_bwd_kernel<<<grid_for(n * c * hw), kThreads, 0, s>>>(gx, gy, sc, x, t, w, n, c, wc, hw);
   DL_LAUNCH_CHECK("sigmoid_ce_bwd");
 }
 
-void offset_l1_fwd(float* sc, const float* pred, const float* target, const float* mask, float inv_scale, int64_t n,
-                   int64_t c, int64_t mc, int64_t hw, cudaStream_t s) {
+void offset_l1_fwd(float* sc, const float* pred, const float* target, const float* mask, float inv_scale,
+                   int64_t n, int64_t c, int64_t mc, int64_t hw, cudaStream_t s) {
   sum_count(sc, OffsetTerm{pred, target, mask, inv_scale, c, mc, hw}, n * c * hw, s, "offset_l1_fwd");
 }
 
@@ -444,8 +456,8 @@ void offset_l1_bwd(float* gx, const float* gy, const float* sc, const float* pre
                    const float* mask, float inv_scale, int64_t n, int64_t c, int64_t mc, int64_t hw,
                    cudaStream_t s) {
   if (n * c * hw == 0) return;
-  offset_l1_bwd_kernel<<<grid_for(n * c * hw), kThreads, 0, s>>>(gx, gy, sc, pred, target, mask, inv_scale, n, c,
-                                                                  mc, hw);
+  offset_l1_bwd_kernel<<<grid_for(n * c * hw), kThreads, 0, s>>>(gx, gy, sc, pred, target, mask, inv_scale, n,
+                                                                 c, mc, hw);
   DL_LAUNCH_CHECK("offset_l1_bwd");
 }
 

@@ -20,16 +20,17 @@ void topk_mask(uint8_t* mask, float* kept_sum, const float* loss, int64_t n, int
                cudaStream_t s);
 // out[0] = sum_i kept_sum[i] * factor.
 void scaled_sum(float* out, const float* values, int64_t n, float factor, cudaStream_t s);
-void softmax_ce_bwd(float* gx, const float* gy, const float* logits, const int32_t* labels, const float* weights,
-                    const uint8_t* mask, float factor, int64_t n, int64_t k, int64_t hw, cudaStream_t s);
+void softmax_ce_bwd(float* gx, const float* gy, const float* logits, const int32_t* labels,
+                    const float* weights, const uint8_t* mask, float factor, int64_t n, int64_t k, int64_t hw,
+                    cudaStream_t s);
 
 void sigmoid_ce_fwd(float* sum_count, const float* x, const float* t, const float* w, int64_t n, int64_t c,
                     int64_t wc, int64_t hw, cudaStream_t s);
 void sigmoid_ce_bwd(float* gx, const float* gy, const float* sum_count, const float* x, const float* t,
                     const float* w, int64_t n, int64_t c, int64_t wc, int64_t hw, cudaStream_t s);
 
-void offset_l1_fwd(float* sum_count, const float* pred, const float* target, const float* mask, float inv_scale,
-                   int64_t n, int64_t c, int64_t mc, int64_t hw, cudaStream_t s);
+void offset_l1_fwd(float* sum_count, const float* pred, const float* target, const float* mask,
+                   float inv_scale, int64_t n, int64_t c, int64_t mc, int64_t hw, cudaStream_t s);
 void offset_l1_bwd(float* gx, const float* gy, const float* sum_count, const float* pred, const float* target,
                    const float* mask, float inv_scale, int64_t n, int64_t c, int64_t mc, int64_t hw,
                    cudaStream_t s);

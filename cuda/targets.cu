@@ -2,11 +2,10 @@
 // scans every instance's keypoints (J x 5 distance tests, J ~ 50: a few ms at 1441x1441) and
 // writes all 50 output channels of its pixel, so no atomics and no ordering issues. Distances in
 // double, as on the CPU, so the nearest-instance choice is identical.
-#include "cuda/targets.h"
-
 #include <cuda_runtime.h>
 
 #include "core/error.h"
+#include "cuda/targets.h"
 
 namespace dl::cuda {
 namespace {
@@ -16,11 +15,11 @@ __constant__ int c_edge_from[kE] = {0, 0, 0, 0, 1, 2, 3, 4};
 __constant__ int c_edge_to[kE] = {1, 2, 3, 4, 0, 0, 0, 0};
 
 __global__ void instance_targets_fwd_kernel(float* __restrict__ heat, float* __restrict__ short_off,
-                                            float* __restrict__ mid_off,
-                                            float* __restrict__ mid_mask, float* __restrict__ long_off,
-                                            float* __restrict__ long_w, const int32_t* __restrict__ inst,
-                                            const float* __restrict__ kps, const float* __restrict__ inv_sqrt,
-                                            int num_inst, int h, int w, double r2) {
+                                            float* __restrict__ mid_off, float* __restrict__ mid_mask,
+                                            float* __restrict__ long_off, float* __restrict__ long_w,
+                                            const int32_t* __restrict__ inst, const float* __restrict__ kps,
+                                            const float* __restrict__ inv_sqrt, int num_inst, int h, int w,
+                                            double r2) {
   const int64_t hw = int64_t(h) * w;
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= hw) return;
@@ -73,8 +72,8 @@ __global__ void instance_targets_fwd_kernel(float* __restrict__ heat, float* __r
 
 }  // namespace
 
-void instance_targets_fwd(float* heatmap, float* short_off, float* mid_off, float* mid_mask,
-                          float* long_off, float* long_weight, const int32_t* inst, const float* keypoints,
+void instance_targets_fwd(float* heatmap, float* short_off, float* mid_off, float* mid_mask, float* long_off,
+                          float* long_weight, const int32_t* inst, const float* keypoints,
                           const float* inv_sqrt_area, int64_t num_inst, int64_t h, int64_t w, double radius,
                           cudaStream_t s) {
   const int64_t hw = h * w;
@@ -84,10 +83,9 @@ void instance_targets_fwd(float* heatmap, float* short_off, float* mid_off, floa
   const int threads = 256;
   const int64_t blocks = (hw + threads - 1) / threads;
   const double r = radius;
-  instance_targets_fwd_kernel<<<unsigned(blocks), threads, 0, s>>>(heatmap, short_off, mid_off, mid_mask,
-                                                                    long_off, long_weight, inst, keypoints,
-                                                                    inv_sqrt_area, int(num_inst), int(h), int(w),
-                                                                    r * r);
+  instance_targets_fwd_kernel<<<unsigned(blocks), threads, 0, s>>>(
+      heatmap, short_off, mid_off, mid_mask, long_off, long_weight, inst, keypoints, inv_sqrt_area,
+      int(num_inst), int(h), int(w), r * r);
   cudaError_t err = cudaGetLastError();
   DL_CHECK(err == cudaSuccess, "instance_targets_fwd: launch failed: " << cudaGetErrorString(err));
 }

@@ -31,7 +31,8 @@ int cmd_grad(int argc, char** argv) {
       .option("image", "the RGB image (JPEG/PNG)", "", true)
       .option("gt-json", "COCO panoptic JSON holding the image's annotation and the categories", "", true)
       .option("gt-png", "the image's panoptic PNG (its annotation is found by file name)", "", true)
-      .option("weights", "initial weights (.safetensors or .json); default: the config's seeded initialisation")
+      .option("weights",
+              "initial weights (.safetensors or .json); default: the config's seeded initialisation")
       .option("out", "output safetensors file", "grads.safetensors")
       .option("device", "cpu | cuda", "cpu")
       .option("step", "training step (for the hard-pixel warm-up of the semantic loss)", "0")
@@ -42,7 +43,8 @@ int cmd_grad(int argc, char** argv) {
   const std::string dev = ap.get("device");
   DL_CHECK(dev == "cpu" || dev == "cuda", "--device must be cpu or cuda, got '" << dev << "'");
   const Device device = dev == "cuda" ? Device::CUDA : Device::CPU;
-  if (device == Device::CUDA) DL_CHECK(cuda_available(), "--device cuda: no usable CUDA device (or a build without CUDA)");
+  if (device == Device::CUDA)
+    DL_CHECK(cuda_available(), "--device cuda: no usable CUDA device (or a build without CUDA)");
   const int64_t step = ap.get_int("step");
   DL_CHECK(step >= 0, "--step must be >= 0, got " << step);
 
@@ -52,8 +54,9 @@ int cmd_grad(int argc, char** argv) {
   const PanopticAnnotation* ann = nullptr;
   for (const auto& a : gt_json.annotations)
     if (basename_of(a.file_name) == basename_of(png)) ann = &a;
-  DL_CHECK(ann != nullptr, "grad: " << ap.get("gt-json") << " has no annotation with file_name '" << basename_of(png)
-                                    << "' (" << gt_json.annotations.size() << " annotations)");
+  DL_CHECK(ann != nullptr, "grad: " << ap.get("gt-json") << " has no annotation with file_name '"
+                                    << basename_of(png) << "' (" << gt_json.annotations.size()
+                                    << " annotations)");
   const PanopticMap gt = load_panoptic(png, *ann, gt_json.categories);
 
   int64_t h = 0, w = 0;
@@ -103,8 +106,11 @@ int cmd_grad(int argc, char** argv) {
     dump.emplace_back("grad." + name, g.to(Device::CPU));
   }
   write_safetensors(ap.get("out"), dump,
-                    {{"config", ap.get("config")}, {"image", ap.get("image")}, {"gt_png", png},
-                     {"step", std::to_string(step)}, {"device", dev},
+                    {{"config", ap.get("config")},
+                     {"image", ap.get("image")},
+                     {"gt_png", png},
+                     {"step", std::to_string(step)},
+                     {"device", dev},
                      {"batch_norm", ap.get_flag("train-bn") ? "train" : "eval"}});
   std::printf("instances %lld, parameters with a gradient %lld of %zu, written to %s\n",
               (long long)loss.num_instances, (long long)with_grad, model.named_parameters().size(),

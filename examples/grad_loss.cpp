@@ -30,9 +30,9 @@ GradLoss grad_loss(const HeadOutputs& out, const PanopticMap& gt, const std::vec
   LossTerms l = deeperlab_loss(out, t, lc, step);
   GradLoss g;
   g.total = l.total;
-  g.terms = {{"loss.semantic", l.semantic.detach()},         {"loss.heatmap", l.heatmap.detach()},
+  g.terms = {{"loss.semantic", l.semantic.detach()},           {"loss.heatmap", l.heatmap.detach()},
              {"loss.short_offsets", l.short_offsets.detach()}, {"loss.mid_offsets", l.mid_offsets.detach()},
-             {"loss.long_offsets", l.long_offsets.detach()}, {"loss.total", l.total.detach()}};
+             {"loss.long_offsets", l.long_offsets.detach()},   {"loss.total", l.total.detach()}};
   g.num_instances = int64_t(t.instances[0].size());
   g.finite = all_finite(l);
   return g;

@@ -23,7 +23,7 @@ struct GradLossParams {
 };
 
 struct GradLoss {
-  Tensor total;                                      // differentiable scalar
+  Tensor total;                                       // differentiable scalar
   std::vector<std::pair<std::string, Tensor>> terms;  // "loss.semantic", ..., "loss.total" (detached)
   int64_t num_instances = 0;
   bool finite = true;

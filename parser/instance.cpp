@@ -8,6 +8,9 @@
 #include "parser/instance.h"
 
 #include <omp.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -96,11 +99,18 @@ void instance_tables(const std::vector<DetectedInstance>& instances, std::vector
   }
 }
 
+// Returns whether every heatmap logit is finite (checked on the way, as every logit is read).
 template <bool Atomic>
-void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shrt, int h, int w, float min_w,
+bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shrt, int h, int w, float min_w,
                     float weight) {
+  uint32_t bad = 0;
   const float* lut = inst::sigmoid_lut().data();
   const int64_t hw = int64_t(h) * w;
+  // Quick exact reject on the raw logit: the table is non-decreasing, so sigmoid_lut_index(l) >=
+  // m (the first index reaching min_w) needs rint(l * 256) >= m - kLutHalf, i.e. l >= (m - kLutHalf - 1) / 256.
+  int m = 0;
+  while (m < inst::kLutSize && !(lut[m] >= min_w)) ++m;
+  const float cut = m == 0 ? -1e30f : float(m - inst::kLutHalf - 1) / float(inst::kLutPerUnit);
   for (int k = 0; k < kNumKeypoints; ++k) {
     const float* hk = heat + k * hw;
     const float* sy = shrt + (2 * k) * hw;
@@ -112,17 +122,68 @@ void vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
       else
         a[i] += v;
     };
-#pragma omp parallel for schedule(static) if (Atomic)
+#pragma omp parallel for schedule(static) if (Atomic) reduction(| : bad)
     for (int y = 0; y < h; ++y) {
+      uint32_t row_bad = 0;
       for (int x = 0; x < w; ++x) {
         const int64_t i = int64_t(y) * w + x;
+        uint32_t u;
+        std::memcpy(&u, hk + i, 4);
+        row_bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+        if (hk[i] < cut) continue;
         const float hv = lut[inst::sigmoid_lut_index(hk[i])];
         if (!(hv >= min_w)) continue;
         inst::splat(inst::f_add(float(y), sy[i]), inst::f_add(float(x), sx[i]), h, w, inst::f_mul(hv, weight), add);
       }
+      bad |= row_bad;
     }
   }
+  return bad == 0;
 }
+
+#ifdef __AVX2__
+// refine_at for eight pixels (y, xs[0..7]) of one row at once: the same IEEE operations in the
+// same order as the scalar version (no FMA), so the results are bit-identical to it and to CUDA.
+// GCC contracts mul+add intrinsics into FMA too: forbid it here.
+__attribute__((optimize("fp-contract=off"))) void refine8(float* my_out, float* mx_out, const float* ly, const float* lx, const int* xs, int y,
+                    const float* sy, const float* sx, int h, int w, int steps) {
+  const __m256i xi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs));
+  __m256 my = _mm256_i32gather_ps(ly, xi, 4), mx = _mm256_i32gather_ps(lx, xi, 4);
+  const __m256 fy = _mm256_set1_ps(float(y)), fx = _mm256_cvtepi32_ps(xi);
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 hmax = _mm256_set1_ps(float(h - 1)), wmax = _mm256_set1_ps(float(w - 1));
+  const __m256i ih = _mm256_set1_epi32(h - 1), iw = _mm256_set1_epi32(w - 1), vw = _mm256_set1_epi32(w);
+  for (int s = 0; s < steps; ++s) {
+    // f_clamp(v, lo, hi) = v > lo ? (v < hi ? v : hi) : lo
+    __m256 py = _mm256_add_ps(fy, my), px = _mm256_add_ps(fx, mx);
+    py = _mm256_blendv_ps(zero, _mm256_blendv_ps(hmax, py, _mm256_cmp_ps(py, hmax, _CMP_LT_OQ)),
+                          _mm256_cmp_ps(py, zero, _CMP_GT_OQ));
+    px = _mm256_blendv_ps(zero, _mm256_blendv_ps(wmax, px, _mm256_cmp_ps(px, wmax, _CMP_LT_OQ)),
+                          _mm256_cmp_ps(px, zero, _CMP_GT_OQ));
+    const __m256 fly = _mm256_floor_ps(py), flx = _mm256_floor_ps(px);
+    const __m256i y0 = _mm256_cvttps_epi32(fly), x0 = _mm256_cvttps_epi32(flx);
+    const __m256i y1 = _mm256_min_epi32(_mm256_add_epi32(y0, _mm256_set1_epi32(1)), ih);
+    const __m256i x1 = _mm256_min_epi32(_mm256_add_epi32(x0, _mm256_set1_epi32(1)), iw);
+    const __m256 ty = _mm256_sub_ps(py, fly), tx = _mm256_sub_ps(px, flx);
+    const __m256 uy = _mm256_sub_ps(one, ty), ux = _mm256_sub_ps(one, tx);
+    const __m256 w00 = _mm256_mul_ps(uy, ux), w01 = _mm256_mul_ps(uy, tx);
+    const __m256 w10 = _mm256_mul_ps(ty, ux), w11 = _mm256_mul_ps(ty, tx);
+    const __m256i r0 = _mm256_mullo_epi32(y0, vw), r1 = _mm256_mullo_epi32(y1, vw);
+    const __m256i i00 = _mm256_add_epi32(r0, x0), i01 = _mm256_add_epi32(r0, x1);
+    const __m256i i10 = _mm256_add_epi32(r1, x0), i11 = _mm256_add_epi32(r1, x1);
+    auto interp = [&](const float* c) {
+      __m256 v = _mm256_mul_ps(w00, _mm256_i32gather_ps(c, i00, 4));
+      v = _mm256_add_ps(v, _mm256_mul_ps(w01, _mm256_i32gather_ps(c, i01, 4)));
+      v = _mm256_add_ps(v, _mm256_mul_ps(w10, _mm256_i32gather_ps(c, i10, 4)));
+      return _mm256_add_ps(v, _mm256_mul_ps(w11, _mm256_i32gather_ps(c, i11, 4)));
+    };
+    my = _mm256_add_ps(my, interp(sy));
+    mx = _mm256_add_ps(mx, interp(sx));
+  }
+  _mm256_storeu_ps(my_out, my);
+  _mm256_storeu_ps(mx_out, mx);
+}
+#endif
 
 template <bool Atomic>
 void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing, const float* lng, const float* shrt,
@@ -140,16 +201,38 @@ void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing
       else
         a[j] += v;
     };
-#pragma omp parallel for schedule(dynamic, 8) if (Atomic)
-    for (int y = 0; y < h; ++y) {
-      for (int x = 0; x < w; ++x) {
-        const int64_t i = int64_t(y) * w + x;
-        if (!thing[i]) continue;
-        float my = ly[i], mx = lx[i];
-        inst::refine_at(my, mx, y, x, sy, sx, h, w, steps);
-        ry[i] = my;
-        rx[i] = mx;
-        if (weight > 0.0f) inst::splat(inst::f_add(float(y), my), inst::f_add(float(x), mx), h, w, weight, add);
+#pragma omp parallel if (Atomic)
+    {
+      std::vector<int> xs(w + 8);
+      std::vector<float> oy(w + 8), ox(w + 8);
+#pragma omp for schedule(dynamic, 8)
+      for (int y = 0; y < h; ++y) {
+        const int64_t row = int64_t(y) * w;
+        int n = 0;
+        for (int x = 0; x < w; ++x) {
+          xs[n] = x;
+          n += thing[row + x] ? 1 : 0;
+        }
+        if (n == 0) continue;
+        int done = 0;
+#ifdef __AVX2__
+        for (; done + 8 <= n; done += 8)
+          refine8(oy.data() + done, ox.data() + done, ly + row, lx + row, xs.data() + done, y, sy, sx, h, w, steps);
+#endif
+        for (; done < n; ++done) {
+          const int64_t i = row + xs[done];
+          float my = ly[i], mx = lx[i];
+          inst::refine_at(my, mx, y, xs[done], sy, sx, h, w, steps);
+          oy[done] = my;
+          ox[done] = mx;
+        }
+        for (int j = 0; j < n; ++j) {
+          const int x = xs[j];
+          ry[row + x] = oy[j];
+          rx[row + x] = ox[j];
+          if (weight > 0.0f)
+            inst::splat(inst::f_add(float(y), oy[j]), inst::f_add(float(x), ox[j]), h, w, weight, add);
+        }
       }
     }
   }
@@ -274,7 +357,11 @@ PanopticMap build_segments(const FusionStats& st, size_t n, const ClassMap& clas
 }  // namespace inst
 
 // ------------------------------------------------------------------------------------------------
-void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg) {
+namespace {
+// Shapes, dtypes and devices; NaN/Inf (CPU) for heads first_finite..4 (the decoder checks the
+// semantic map and the heatmap itself while reading them).
+void check_head_outputs_from(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
+                             int first_finite) {
   inst::check_config(cfg);
   DL_CHECK(classes.num_classes() > 0, "predict_panoptic: the class map is empty");
   auto hs = heads(out);
@@ -302,18 +389,24 @@ void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const I
                                                << "), got " << x.shape_str());
   }
   if (cfg.check_finite && !sem.is_cuda())
-    for (int t = 0; t < 5; ++t) check_finite_cpu(*hs[t], kHeadNames[t]);
+    for (int t = first_finite; t < 5; ++t) check_finite_cpu(*hs[t], kHeadNames[t]);
+}
+}  // namespace
+
+void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg) {
+  check_head_outputs_from(out, classes, cfg, 0);
 }
 
 namespace {
-void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels) {
+void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels, bool check_finite = false) {
   DL_CHECK(semantic.dim() == 4 && semantic.size(0) == 1 && !semantic.is_cuda(),
            "semantic_argmax: want a CPU [1, K, H, W] tensor, got " << semantic.desc());
   const int64_t K = semantic.size(1), hw = semantic.size(2) * semantic.size(3);
   const float* s = semantic.data<float>();
   labels.resize(hw);
   constexpr int64_t kBlock = 2048;
-#pragma omp parallel for schedule(static)
+  uint32_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
   for (int64_t b = 0; b < hw; b += kBlock) {
     const int64_t n = std::min(kBlock, hw - b);
     float best[kBlock];
@@ -328,7 +421,16 @@ void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels) 
         lab[i] = gt ? int32_t(c) : lab[i];
       }
     }
+    if (check_finite) {
+      uint32_t f = 0;
+      for (int64_t c = 0; c < K; ++c) {
+        const uint32_t* u = reinterpret_cast<const uint32_t*>(s + c * hw + b);
+        for (int64_t i = 0; i < n; ++i) f |= uint32_t((u[i] & 0x7f800000u) == 0x7f800000u);
+      }
+      bad |= f;
+    }
   }
+  if (bad) check_finite_cpu(semantic, "semantic");
 }
 }  // namespace
 
@@ -384,10 +486,13 @@ void vote_scores_into(const HeadOutputs& out, const std::vector<int32_t>& labels
   const bool par = omp_get_max_threads() > 1;
   if (short_weight > 0) {
     const float sw = float(short_weight), mw = float(cfg.min_vote_weight);
-    if (par)
-      vote_short_cpu<true>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw);
-    else
-      vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw);
+    const bool finite =
+        par ? vote_short_cpu<true>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw)
+            : vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw,
+                                    sw);
+    if (!finite && cfg.check_finite) check_finite_cpu(out.heatmap, "heatmap");
+  } else if (cfg.check_finite) {
+    check_finite_cpu(out.heatmap, "heatmap");
   }
   const std::vector<uint8_t> lut = thing_lut(classes);
   thing.resize(hw);
@@ -712,7 +817,7 @@ PanopticMap predict_panoptic(const HeadOutputs& out, const ClassMap& classes, co
                              InferenceTimings* timings) {
   auto t0 = Clock::now(), t = t0;
   InferenceTimings tm;
-  check_head_outputs(out, classes, cfg);
+  check_head_outputs_from(out, classes, cfg, 2);  // semantic and heatmap: checked while read below
   if (out.semantic.is_cuda()) {
 #ifdef DEEPERLAB_WITH_CUDA
     return predict_panoptic_cuda(out, classes, cfg, timings);
@@ -723,7 +828,7 @@ PanopticMap predict_panoptic(const HeadOutputs& out, const ClassMap& classes, co
   tm.check = ms_since(t);
   const int64_t h = out.semantic.size(2), w = out.semantic.size(3);
   Workspace& ws = workspace();
-  semantic_argmax_into(out.semantic, ws.labels);
+  semantic_argmax_into(out.semantic, ws.labels, cfg.check_finite);
   tm.argmax = ms_since(t);
   vote_scores_into(out, ws.labels, classes, cfg, cfg.short_weight, cfg.long_weight, ws.votes, ws.refined, ws.thing);
   tm.refine_vote = ms_since(t);

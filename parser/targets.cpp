@@ -32,8 +32,8 @@ ClassMap::ClassMap(const std::vector<Category>& categories) : classes(categories
 
 int32_t ClassMap::to_train_id(int32_t category_id) const {
   auto it = train_id.find(category_id);
-  DL_CHECK(it != train_id.end(), "ClassMap: unknown category id " << category_id << " (" << classes.size()
-                                                                  << " categories known)");
+  DL_CHECK(it != train_id.end(),
+           "ClassMap: unknown category id " << category_id << " (" << classes.size() << " categories known)");
   return it->second;
 }
 
@@ -72,15 +72,16 @@ struct PixelPass {
 PixelPass pixel_pass(const PanopticMap& gt, const ClassMap& classes, const TargetConfig& cfg,
                      const std::string& source) {
   const char* src = source.empty() ? "<panoptic map>" : source.c_str();
-  DL_CHECK(gt.height > 0 && gt.width > 0, "build_targets: " << src << ": empty label map " << gt.height << "x"
-                                                            << gt.width);
-  DL_CHECK(int64_t(gt.ids.size()) == gt.height * gt.width,
-           "build_targets: " << src << ": " << gt.ids.size() << " ids for a " << gt.height << "x" << gt.width
-                             << " map");
-  DL_CHECK(cfg.radius > 0 && std::isfinite(cfg.radius), "build_targets: radius must be positive, got " << cfg.radius);
-  DL_CHECK(cfg.small_area >= 0 && cfg.small_weight >= 0,
-           "build_targets: small_area " << cfg.small_area << " and small_weight " << cfg.small_weight
-                                        << " must be non-negative");
+  DL_CHECK(gt.height > 0 && gt.width > 0,
+           "build_targets: " << src << ": empty label map " << gt.height << "x" << gt.width);
+  DL_CHECK(int64_t(gt.ids.size()) == gt.height * gt.width, "build_targets: " << src << ": " << gt.ids.size()
+                                                                             << " ids for a " << gt.height
+                                                                             << "x" << gt.width << " map");
+  DL_CHECK(cfg.radius > 0 && std::isfinite(cfg.radius),
+           "build_targets: radius must be positive, got " << cfg.radius);
+  DL_CHECK(cfg.small_area >= 0 && cfg.small_weight >= 0, "build_targets: small_area "
+                                                             << cfg.small_area << " and small_weight "
+                                                             << cfg.small_weight << " must be non-negative");
   const int64_t h = gt.height, w = gt.width, hw = h * w;
   const size_t ns = gt.segments.size();
 
@@ -95,7 +96,8 @@ PixelPass pixel_pass(const PanopticMap& gt, const ClassMap& classes, const Targe
              "build_targets: " << src << ": segment id " << si.id << " listed twice in segments_info");
     auto it = classes.train_id.find(si.category_id);
     DL_CHECK(it != classes.train_id.end(), "build_targets: " << src << ": segment " << si.id
-                                                             << " has unknown category id " << si.category_id);
+                                                             << " has unknown category id "
+                                                             << si.category_id);
     seg_train[s] = it->second;
     seg_thing[s] = classes.isthing(it->second);
     seg_crowd[s] = si.iscrowd;
@@ -105,7 +107,8 @@ PixelPass pixel_pass(const PanopticMap& gt, const ClassMap& classes, const Targe
   struct Stats {
     int64_t count = 0;
     double sy = 0, sx = 0;
-    int64_t y0 = std::numeric_limits<int64_t>::max(), y1 = -1, x0 = std::numeric_limits<int64_t>::max(), x1 = -1;
+    int64_t y0 = std::numeric_limits<int64_t>::max(), y1 = -1, x0 = std::numeric_limits<int64_t>::max(),
+            x1 = -1;
   };
   std::vector<Stats> stats(ns);
   std::vector<int32_t> seg(hw);
@@ -123,8 +126,9 @@ PixelPass pixel_pass(const PanopticMap& gt, const ClassMap& classes, const Targe
           s = last_s;
         } else {
           auto it = index.find(id);
-          DL_CHECK(it != index.end(), "build_targets: " << src << ": segment id " << id << " at pixel (y " << y
-                                                        << ", x " << x << ") is missing from segments_info");
+          DL_CHECK(it != index.end(), "build_targets: " << src << ": segment id " << id << " at pixel (y "
+                                                        << y << ", x " << x
+                                                        << ") is missing from segments_info");
           s = it->second;
           last_id = id;
           last_s = s;
@@ -203,7 +207,8 @@ int edges_from(int k, int* edges) {
   return n;
 }
 
-void fill_instances_cpu(const PixelPass& pp, double radius, float* heat, float* short_off, float* mid_off, float* mid_mask, float* long_off, float* long_w) {
+void fill_instances_cpu(const PixelPass& pp, double radius, float* heat, float* short_off, float* mid_off,
+                        float* mid_mask, float* long_off, float* long_w) {
   const int64_t h = pp.h, w = pp.w, hw = h * w;
   const auto& inst = pp.instances;
   const int64_t nj = int64_t(inst.size());
@@ -273,7 +278,7 @@ void fill_instances_cpu(const PixelPass& pp, double radius, float* heat, float* 
         for (int64_t x = xa; x <= xb; ++x) {
           const int64_t p = y * w + x;
           if (owner[p] != j) continue;
-          owner[p] = -1;  // written once; also resets the buffer for the next keypoint
+          owner[p] = -1;            // written once; also resets the buffer for the next keypoint
           heat[k * hw + p] = 1.0f;  // also the short-range mask (same tensor)
           short_off[(2 * k) * hw + p] = kp[0] - float(y);
           short_off[(2 * k + 1) * hw + p] = kp[1] - float(x);
@@ -312,20 +317,21 @@ Targets build_targets(const PanopticMap& gt, const ClassMap& classes, const Targ
   PixelPass pp = pixel_pass(gt, classes, cfg, source);
   Targets t = assemble(pp, Device::CPU);
   fill_instances_cpu(pp, cfg.radius, t.heatmap.data<float>(), t.short_offsets.data<float>(),
-                     t.mid_offsets.data<float>(), t.mid_mask.data<float>(),
-                     t.long_offsets.data<float>(), t.long_weight.data<float>());
+                     t.mid_offsets.data<float>(), t.mid_mask.data<float>(), t.long_offsets.data<float>(),
+                     t.long_weight.data<float>());
   t.instances.push_back(std::move(pp.instances));
   return t;
 }
 
-Targets build_targets_on(const PanopticMap& gt, const ClassMap& classes, const TargetConfig& cfg, Device device,
-                         const std::string& source) {
+Targets build_targets_on(const PanopticMap& gt, const ClassMap& classes, const TargetConfig& cfg,
+                         Device device, const std::string& source) {
   if (device == Device::CPU) return build_targets(gt, classes, cfg, source);
 #ifdef DEEPERLAB_WITH_CUDA
   PixelPass pp = pixel_pass(gt, classes, cfg, source);
   Targets t = assemble(pp, device);
   const int64_t nj = int64_t(pp.instances.size());
-  std::vector<float> kps(std::max<int64_t>(1, nj) * kNumKeypoints * 2, 0.0f), inv_sqrt(std::max<int64_t>(1, nj), 0.0f);
+  std::vector<float> kps(std::max<int64_t>(1, nj) * kNumKeypoints * 2, 0.0f),
+      inv_sqrt(std::max<int64_t>(1, nj), 0.0f);
   for (int64_t j = 0; j < nj; ++j) {
     for (int k = 0; k < kNumKeypoints; ++k) {
       kps[(j * kNumKeypoints + k) * 2] = pp.instances[j].keypoints[k][0];
@@ -336,8 +342,9 @@ Targets build_targets_on(const PanopticMap& gt, const ClassMap& classes, const T
   Tensor d_inst = Tensor::from_vector(pp.inst, {pp.h, pp.w}, device);
   Tensor d_kps = Tensor::from_vector(kps, {int64_t(kps.size())}, device);
   Tensor d_inv = Tensor::from_vector(inv_sqrt, {int64_t(inv_sqrt.size())}, device);
-  cuda::instance_targets_fwd(t.heatmap.data<float>(), t.short_offsets.data<float>(), t.mid_offsets.data<float>(),
-                             t.mid_mask.data<float>(), t.long_offsets.data<float>(), t.long_weight.data<float>(),
+  cuda::instance_targets_fwd(t.heatmap.data<float>(), t.short_offsets.data<float>(),
+                             t.mid_offsets.data<float>(), t.mid_mask.data<float>(),
+                             t.long_offsets.data<float>(), t.long_weight.data<float>(),
                              d_inst.data<int32_t>(), d_kps.data<float>(), d_inv.data<float>(), nj, pp.h, pp.w,
                              cfg.radius, cuda::stream());
   cuda::check_after_op("build_targets_on");
@@ -395,8 +402,8 @@ Targets stack_targets(const std::vector<Targets>& per_image) {
     int64_t n = 0;
     for (size_t i = 0; i < fields[f].size(); ++i) {
       const Tensor& x = fields[f][i];
-      DL_CHECK(x.defined() && x.dim() == first.dim() && x.dtype() == first.dtype() && x.device() == first.device() &&
-                   std::equal(s.begin() + 1, s.end(), x.shape().begin() + 1),
+      DL_CHECK(x.defined() && x.dim() == first.dim() && x.dtype() == first.dtype() &&
+                   x.device() == first.device() && std::equal(s.begin() + 1, s.end(), x.shape().begin() + 1),
                "stack_targets: image " << i << " has target " << x.desc() << ", image 0 has " << first.desc()
                                        << " (all images must have the same size and device)");
       n += x.size(0);

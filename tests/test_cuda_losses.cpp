@@ -83,7 +83,8 @@ Tensor leaf(const Tensor& t, Device d) {
 
 TEST_CASE("cuda targets equal the CPU targets bit for bit, 61x83 R=9 and 128x96 R=25", "[cuda][targets]") {
   DL_REQUIRE_GPU_OR_SKIP();
-  for (auto [h, w, n, r] : {std::tuple<int64_t, int64_t, int, double>{61, 83, 11, 9.0}, {128, 96, 17, 25.0}}) {
+  for (auto [h, w, n, r] :
+       {std::tuple<int64_t, int64_t, int, double>{61, 83, 11, 9.0}, {128, 96, 17, 25.0}}) {
     DYNAMIC_SECTION("scene " << h << "x" << w << " instances " << n << " R=" << r) {
       PanopticMap m = random_scene(h, w, n, uint64_t(h) * 7);
       TargetConfig cfg;
@@ -105,8 +106,8 @@ TEST_CASE("cuda targets equal the CPU targets bit for bit, 61x83 R=9 and 128x96 
       // Stacking and moving on the device.
       Targets s = stack_targets({g, g});
       REQUIRE(s.mid_offsets.shape() == Shape{2, 16, h, w});
-      require_equal(s.long_offsets.to(Device::CPU).select0(1).view({1, 10, h, w}).to(Device::CUDA), c.long_offsets,
-                    "stacked long_offsets");
+      require_equal(s.long_offsets.to(Device::CPU).select0(1).view({1, 10, h, w}).to(Device::CUDA),
+                    c.long_offsets, "stacked long_offsets");
       Targets back = c.to(Device::CUDA);
       require_equal(back.heatmap, c.heatmap, "to(CUDA)");
     }
@@ -115,7 +116,10 @@ TEST_CASE("cuda targets equal the CPU targets bit for bit, 61x83 R=9 and 128x96 
 
 TEST_CASE("cuda bootstrapped CE vs CPU: values, kept counts, gradients", "[cuda][losses]") {
   DL_REQUIRE_GPU_OR_SKIP();
-  struct Case { int64_t n, k, h, w; double kf; };
+  struct Case {
+    int64_t n, k, h, w;
+    double kf;
+  };
   for (const Case& c : {Case{2, 7, 13, 17, 0.15}, Case{1, 3, 1, 1, 0.15}, Case{1, 5, 97, 131, 0.15},
                         Case{3, 4, 33, 29, 1.0}, Case{1, 19, 257, 261, 0.05}}) {
     DYNAMIC_SECTION("N=" << c.n << " K=" << c.k << " " << c.h << "x" << c.w << " keep " << c.kf) {
@@ -166,7 +170,8 @@ TEST_CASE("cuda bootstrapped CE vs CPU: values, kept counts, gradients", "[cuda]
   }
 }
 
-TEST_CASE("cuda bootstrapped CE with exact ties keeps the lowest pixel indices, 1x3x40x50", "[cuda][losses]") {
+TEST_CASE("cuda bootstrapped CE with exact ties keeps the lowest pixel indices, 1x3x40x50",
+          "[cuda][losses]") {
   DL_REQUIRE_GPU_OR_SKIP();
   const int64_t h = 40, w = 50, hw = h * w;
   Tensor x = Tensor::zeros({1, 3, h, w});
@@ -184,8 +189,11 @@ TEST_CASE("cuda bootstrapped CE with exact ties keeps the lowest pixel indices, 
 
 TEST_CASE("cuda sigmoid CE and offset L1 vs CPU, values and gradients, odd shapes", "[cuda][losses]") {
   DL_REQUIRE_GPU_OR_SKIP();
-  struct Case { int64_t n, c, h, w, mc; };
-  for (const Case& c : {Case{2, 5, 13, 11, 1}, Case{1, 5, 61, 67, 5}, Case{3, 8, 7, 9, 8}, Case{1, 1, 1, 1, 1}}) {
+  struct Case {
+    int64_t n, c, h, w, mc;
+  };
+  for (const Case& c :
+       {Case{2, 5, 13, 11, 1}, Case{1, 5, 61, 67, 5}, Case{3, 8, 7, 9, 8}, Case{1, 1, 1, 1, 1}}) {
     DYNAMIC_SECTION("N=" << c.n << " C=" << c.c << " " << c.h << "x" << c.w << " mask channels " << c.mc) {
       Rng rng(uint64_t(c.h * 13 + c.c));
       Tensor x = Tensor::randn({c.n, c.c, c.h, c.w}, rng, 3.0);

@@ -445,6 +445,17 @@ TEST_CASE("bad head outputs: NaN/Inf, channel counts, K, batch, dtype, config", 
     o = filled_outputs(4, 5, 6);
     px(o.mid_offsets, 15, 4, 5) = INFINITY;
     REQUIRE_THROWS_WITH(predict_panoptic(o, cm, cfg), Catch::Contains("'mid_offsets'") && Catch::Contains("inf"));
+    o = filled_outputs(4, 5, 6);
+    px(o.semantic, 3, 0, 5) = -INFINITY;
+    REQUIRE_THROWS_WITH(predict_panoptic(o, cm, cfg), Catch::Contains("'semantic'") && Catch::Contains("[0, 3, 0, 5]"));
+    o = filled_outputs(4, 5, 6);
+    px(o.heatmap, 4, 4, 0) = std::nanf("");
+    InferenceConfig long_only;
+    long_only.short_weight = 0;
+    REQUIRE_THROWS_WITH(predict_panoptic(o, cm, long_only), Catch::Contains("'heatmap'") && Catch::Contains("[0, 4, 4, 0]"));
+    o = filled_outputs(4, 5, 6);
+    px(o.long_offsets, 9, 2, 2) = std::nanf("");
+    REQUIRE_THROWS_WITH(check_head_outputs(o, cm, cfg), Catch::Contains("'long_offsets'"));
   }
   {
     HeadOutputs o = filled_outputs(4, 5, 6);
@@ -540,4 +551,35 @@ TEST_CASE("prediction writer: PNG + JSON round trip, overlay 4x5 blend, white in
   PanopticMap bad = pm;
   bad.ids[0] = 9;
   REQUIRE_THROWS_WITH(write_panoptic_prediction(dir + "/bad.png", bad, 1), Catch::Contains("id 9"));
+}
+
+TEST_CASE("refined long offsets of vote_scores (vectorised) == refine_offsets (scalar), 37x53 random, steps 0..3",
+          "[instance]") {
+  ClassMap cm(fusion_categories());
+  const int64_t h = 37, w = 53;
+  Rng rng(17);
+  HeadOutputs o;
+  o.semantic = Tensor::randn({1, 4, h, w}, rng, 2.0);  // about half the pixels are things
+  o.heatmap = Tensor::randn({1, 5, h, w}, rng, 3.0);
+  o.long_offsets = Tensor::randn({1, 10, h, w}, rng, 30.0);
+  o.short_offsets = Tensor::randn({1, 10, h, w}, rng, 8.0);
+  o.mid_offsets = Tensor::randn({1, 16, h, w}, rng, 8.0);
+  const auto labels = semantic_argmax(o.semantic);
+  for (int steps = 0; steps <= 3; ++steps) {
+    InferenceConfig cfg;
+    cfg.refine_steps = steps;
+    std::vector<float> refined;
+    vote_scores(o, labels, cm, cfg, 1.0, 1.0, &refined);
+    Tensor want = refine_offsets(o.long_offsets, o.short_offsets, {0, 1, 2, 3, 4}, steps);
+    int64_t things = 0, bad = -1;
+    for (int64_t i = 0; i < h * w; ++i) {
+      if (!cm.isthing(labels[i])) continue;
+      ++things;
+      for (int c = 0; c < 10; ++c)
+        if (refined[c * h * w + i] != want.data<float>()[c * h * w + i]) bad = c * h * w + i;
+    }
+    INFO("steps " << steps << ": " << things << " thing pixels, a difference at " << bad);
+    REQUIRE(things > 500);
+    REQUIRE(bad < 0);
+  }
 }

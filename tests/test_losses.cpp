@@ -1,13 +1,14 @@
 // The losses: values against a full-sort reference (hard mining, ties included) and against
 // PyTorch (run through /usr/bin/python3 on a small random case), finite-difference gradients in
 // float64, the weighted total on real targets, annealing of the kept fraction, and bad inputs.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <numeric>
 #include <sstream>
-#include <unistd.h>
 
 #include "parser/losses.h"
 #include "tests/testing.h"
@@ -134,7 +135,8 @@ TEST_CASE("loss gradients vs finite differences (float64)", "[losses][grad]") {
     Tensor w = random_weights({2, 5, 6}, rng, 0.1);
     for (double kf : {0.3, 1.0}) {
       Tensor x = dl::testing::param({2, 4, 5, 6}, rng, 1.5);
-      gradcheck([&](const std::vector<Tensor>& v) { return bootstrapped_cross_entropy(v[0], lab, w, kf); }, {x});
+      gradcheck([&](const std::vector<Tensor>& v) { return bootstrapped_cross_entropy(v[0], lab, w, kf); },
+                {x});
     }
   }
   SECTION("sigmoid CE, weight N,1,H,W and N,P,H,W, 2x5x4x7") {
@@ -186,7 +188,8 @@ TEST_CASE("losses vs PyTorch on a random case N=2 K=6 P=5 7x9", "[losses][torch]
   write_f64(dir + "/om.bin", om);
   std::ostringstream py;
   py << "import numpy as np, torch, torch.nn.functional as F\n"
-     << "d='" << dir << "'; n,k,p,c,h,w=" << n << "," << k << "," << p << "," << c << "," << h << "," << w << "\n"
+     << "d='" << dir << "'; n,k,p,c,h,w=" << n << "," << k << "," << p << "," << c << "," << h << "," << w
+     << "\n"
      << "L=lambda f,s: torch.tensor(np.fromfile(d+'/'+f, np.float64).reshape(s))\n"
      << "x=L('x.bin',(n,k,h,w)).requires_grad_(); lab=L('lab.bin',(n,h,w)).long(); sw=L('sw.bin',(n,h,w))\n"
      << "hx=L('hx.bin',(n,p,h,w)).requires_grad_(); ht=L('ht.bin',(n,p,h,w)); hw_=L('hw.bin',(n,1,h,w))\n"
@@ -203,7 +206,8 @@ TEST_CASE("losses vs PyTorch on a random case N=2 K=6 P=5 7x9", "[losses][torch]
      << "off=d_[om>0].sum()/(om>0).sum()\n"
      << "(sem+heat+off).backward()\n"
      << "np.array([sem.item(), heat.item(), off.item()]).tofile(d+'/vals.bin')\n"
-     << "x.grad.numpy().tofile(d+'/gx.bin'); hx.grad.numpy().tofile(d+'/ghx.bin'); ox.grad.numpy().tofile(d+'/gox.bin')\n";
+     << "x.grad.numpy().tofile(d+'/gx.bin'); hx.grad.numpy().tofile(d+'/ghx.bin'); "
+        "ox.grad.numpy().tofile(d+'/gox.bin')\n";
   {
     std::ofstream f(dir + "/ref.py");
     f << py.str();
@@ -222,9 +226,10 @@ TEST_CASE("losses vs PyTorch on a random case N=2 K=6 P=5 7x9", "[losses][torch]
   CHECK(off.item() == Approx(vals[2]).epsilon(1e-10));
   add(add(sem, heat), off).backward();
   DL_REQUIRE_CLOSE(x.grad(), Tensor::from_vector(read_f64(dir + "/gx.bin", n * k * hw), {n, k, h, w}), 1e-9);
-  DL_REQUIRE_CLOSE(hx.grad(), Tensor::from_vector(read_f64(dir + "/ghx.bin", n * p * hw), {n, p, h, w}), 1e-9);
-  DL_REQUIRE_CLOSE(ox.grad(), Tensor::from_vector(read_f64(dir + "/gox.bin", n * 2 * c * hw), {n, 2 * c, h, w}),
+  DL_REQUIRE_CLOSE(hx.grad(), Tensor::from_vector(read_f64(dir + "/ghx.bin", n * p * hw), {n, p, h, w}),
                    1e-9);
+  DL_REQUIRE_CLOSE(ox.grad(),
+                   Tensor::from_vector(read_f64(dir + "/gox.bin", n * 2 * c * hw), {n, 2 * c, h, w}), 1e-9);
   std::system(("rm -rf " + dir).c_str());
 }
 
@@ -345,14 +350,17 @@ TEST_CASE("loss bad inputs raise errors naming the op and the shapes", "[losses]
   Tensor hx = Tensor::randn({1, 5, 4, 5}, rng, 1.0, DType::F64);
   REQUIRE_THROWS_WITH(sigmoid_cross_entropy(hx, hx, Tensor::ones({1, 2, 4, 5}, DType::F64)),
                       Catch::Contains("sigmoid_cross_entropy: weight must be"));
-  REQUIRE_THROWS_WITH(sigmoid_cross_entropy(hx, Tensor::ones({1, 5, 4, 4}, DType::F64), Tensor::ones({1, 1, 4, 5}, DType::F64)),
+  REQUIRE_THROWS_WITH(sigmoid_cross_entropy(hx, Tensor::ones({1, 5, 4, 4}, DType::F64),
+                                            Tensor::ones({1, 1, 4, 5}, DType::F64)),
                       Catch::Contains("targets"));
   Tensor ox = Tensor::randn({1, 5, 4, 5}, rng, 1.0, DType::F64);
   REQUIRE_THROWS_WITH(offset_l1(ox, ox, Tensor::ones({1, 1, 4, 5}, DType::F64), 1.0),
                       Catch::Contains("(dy, dx) pairs"));
   Tensor oy = Tensor::randn({1, 6, 4, 5}, rng, 1.0, DType::F64);
-  REQUIRE_THROWS_WITH(offset_l1(oy, oy, Tensor::ones({1, 2, 4, 5}, DType::F64), 1.0), Catch::Contains("mask must be"));
-  REQUIRE_THROWS_WITH(offset_l1(oy, oy, Tensor::ones({1, 3, 4, 5}, DType::F64), 0.0), Catch::Contains("scale"));
+  REQUIRE_THROWS_WITH(offset_l1(oy, oy, Tensor::ones({1, 2, 4, 5}, DType::F64), 1.0),
+                      Catch::Contains("mask must be"));
+  REQUIRE_THROWS_WITH(offset_l1(oy, oy, Tensor::ones({1, 3, 4, 5}, DType::F64), 0.0),
+                      Catch::Contains("scale"));
 }
 
 // ---- the `deeperlab grad` subcommand on a generated scene ----
@@ -380,11 +388,14 @@ TEST_CASE("deeperlab grad on a generated 33x41 scene writes every loss term and 
   write_rgb_png(dir + "/img.png", rgb, h, w);
   PanopticJson pj;
   pj.images.push_back({1, "img.png", w, h});
-  pj.categories = {{1, "road", false, {128, 64, 128}}, {2, "car", true, {0, 0, 142}}, {3, "person", true, {220, 20, 60}}};
+  pj.categories = {
+      {1, "road", false, {128, 64, 128}}, {2, "car", true, {0, 0, 142}}, {3, "person", true, {220, 20, 60}}};
   PanopticAnnotation ann;
   ann.image_id = 1;
   ann.file_name = "gt.png";
-  ann.segments = {{1, 1, false, 0, {0, 0, w, h}}, {2, 2, false, 165, {5, 4, 15, 11}}, {3, 3, false, 180, {22, 18, 15, 12}}};
+  ann.segments = {{1, 1, false, 0, {0, 0, w, h}},
+                  {2, 2, false, 165, {5, 4, 15, 11}},
+                  {3, 3, false, 180, {22, 18, 15, 12}}};
   for (auto& s : ann.segments) s.area = int64_t(std::count(ids.begin(), ids.end(), s.id));
   pj.annotations.push_back(ann);
   write_panoptic_json(dir + "/gt.json", pj);
@@ -397,8 +408,9 @@ TEST_CASE("deeperlab grad on a generated 33x41 scene writes every loss term and 
       << classes << R"(}, "loss": {"keypoint_radius": 5.0, "hard_pixel_fraction": 0.25}})";
   };
   write_config(3);
-  const std::string cmd = std::string(bin) + " grad --config " + dir + "/cfg.json --image " + dir + "/img.png --gt-json " +
-                          dir + "/gt.json --gt-png " + dir + "/gt.png --out " + dir + "/g.safetensors --threads 2";
+  const std::string cmd = std::string(bin) + " grad --config " + dir + "/cfg.json --image " + dir +
+                          "/img.png --gt-json " + dir + "/gt.json --gt-png " + dir + "/gt.png --out " + dir +
+                          "/g.safetensors --threads 2";
   REQUIRE(std::system((cmd + " > " + dir + "/stdout.txt").c_str()) == 0);
   NamedTensors got = read_safetensors(dir + "/g.safetensors");
   double sum_terms = 0, total = 0;

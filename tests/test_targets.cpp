@@ -12,7 +12,8 @@ namespace {
 // Categories: 1 "road" (stuff), 7 "car" (thing), 3 "person" (thing). Train ids by ascending id:
 // 1 -> 0, 3 -> 1, 7 -> 2.
 std::vector<Category> categories() {
-  return {{7, "car", true, {0, 0, 255}}, {1, "road", false, {128, 64, 128}}, {3, "person", true, {220, 20, 60}}};
+  return {
+      {7, "car", true, {0, 0, 255}}, {1, "road", false, {128, 64, 128}}, {3, "person", true, {220, 20, 60}}};
 }
 
 struct Scene {
@@ -39,7 +40,9 @@ float at(const Tensor& t, int64_t c, int64_t y, int64_t x) {
   const int64_t h = t.size(-2), w = t.size(-1);
   return t.data<float>()[(c * h + y) * w + x];
 }
-int32_t label(const Tensor& t, int64_t y, int64_t x) { return t.data<int32_t>()[y * t.size(-1) + x]; }
+int32_t label(const Tensor& t, int64_t y, int64_t x) {
+  return t.data<int32_t>()[y * t.size(-1) + x];
+}
 
 double sum_channel(const Tensor& t, int64_t c) {
   const int64_t hw = t.size(-2) * t.size(-1);
@@ -67,7 +70,7 @@ TEST_CASE("ClassMap sorts categories by id and rejects unknown ids", "[targets]"
 
 TEST_CASE("targets of one rectangle 20x30 R=3: keypoints, disks, offsets", "[targets]") {
   Scene s(20, 30, 1);
-  s.seg(1, 1);  // road everywhere else
+  s.seg(1, 1);              // road everywhere else
   s.rect(2, 5, 10, 9, 17);  // car rows 5..9, cols 10..17: 5 x 8 = 40 px
   s.seg(2, 7);
   TargetConfig cfg;
@@ -122,7 +125,8 @@ TEST_CASE("targets of one rectangle 20x30 R=3: keypoints, disks, offsets", "[tar
   REQUIRE(at(t.mid_offsets, 6, 7, 14) == 2.0f);
   REQUIRE(at(t.mid_offsets, 7, 7, 14) == 3.0f);
   // Edge masks equal the from-keypoint's short mask.
-  for (int e = 0; e < kNumEdges; ++e) REQUIRE(sum_channel(t.mid_mask, e) == sum_channel(t.short_mask, kEdgeFrom[e]));
+  for (int e = 0; e < kNumEdges; ++e)
+    REQUIRE(sum_channel(t.mid_mask, e) == sum_channel(t.short_mask, kEdgeFrom[e]));
 
   // Long offsets: at (9, 17) to the centre (7 - 9, 13.5 - 17); weight 1 / sqrt(40) on the car only.
   REQUIRE(at(t.long_offsets, 0, 9, 17) == -2.0f);
@@ -169,15 +173,15 @@ TEST_CASE("targets: overlapping disks go to the nearest instance, ties to the fi
 TEST_CASE("targets: a crowd region is excluded from every instance target", "[targets]") {
   Scene s(12, 12, 1);
   s.seg(1, 1);
-  s.rect(2, 2, 2, 4, 4);   // car 3x3, centre (3, 3)
+  s.rect(2, 2, 2, 4, 4);  // car 3x3, centre (3, 3)
   s.seg(2, 7);
-  s.rect(3, 2, 6, 6, 9);   // crowd of cars next to it
+  s.rect(3, 2, 6, 6, 9);  // crowd of cars next to it
   s.seg(3, 7, true);
   TargetConfig cfg;
   cfg.radius = 4;
   Targets t = build_targets(s.map, ClassMap(categories()), cfg);
-  REQUIRE(t.instances[0].size() == 1);  // the crowd is no instance
-  REQUIRE(label(t.semantic, 3, 7) == 2);  // keeps its label
+  REQUIRE(t.instances[0].size() == 1);              // the crowd is no instance
+  REQUIRE(label(t.semantic, 3, 7) == 2);            // keeps its label
   REQUIRE(at(t.semantic_weight, 0, 3, 7) == 1.0f);  // not a small instance
   REQUIRE(at(t.semantic_weight, 0, 3, 3) == 3.0f);
   REQUIRE(at(t.heatmap_weight, 0, 3, 7) == 0.0f);

@@ -1,7 +1,7 @@
 // CPU reference kernels of the losses (core/cpu/loss.h). Reductions sum fixed chunks in parallel
 // and then the chunk partials in order, so results do not depend on the thread count. Hard-pixel
 // selection is std::nth_element on a copy of each image's losses (NaN sorted as +inf so that the
-// selection stays well-defined; the NaN still reaches the loss value).
+// selection stays well-defined; the NaN still reaches the loss value). Small inputs run serially.
 #include "core/cpu/loss.h"
 
 #include <algorithm>
@@ -13,13 +13,16 @@ namespace dl::cpu {
 
 namespace {
 constexpr int64_t kChunk = 4096;
+// Below this many elements a parallel region costs more than it saves (and on a loaded machine
+// far more: the threads of a barrier wait for each other's time slices).
+constexpr int64_t kParallelMin = 1 << 15;
 
 // Sums f(i0, i1) -> (sum, count) over [0, total) in fixed chunks; deterministic.
 template <class F>
 void chunked_sum(double& sum, double& count, int64_t total, F f) {
   const int64_t nchunks = (total + kChunk - 1) / kChunk;
   std::vector<double> s(nchunks), c(nchunks);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nchunks >= 4)
   for (int64_t ch = 0; ch < nchunks; ++ch) {
     const int64_t a = ch * kChunk, b = std::min(total, a + kChunk);
     f(a, b, s[ch], c[ch]);
@@ -60,7 +63,7 @@ void softmax_ce_fwd(T* loss, const T* logits, const int32_t* labels, const T* we
                     int64_t hw) {
   constexpr int64_t B = 256;  // pixels per block: channel loops stay contiguous
   const int64_t nblocks = (hw + B - 1) / B;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * k * hw >= kParallelMin)
   for (int64_t ib = 0; ib < n * nblocks; ++ib) {
     const int64_t i = ib / nblocks, p0 = (ib % nblocks) * B, p1 = std::min(hw, p0 + B);
     const T* x = logits + i * k * hw;
@@ -115,7 +118,7 @@ template <class T>
 void softmax_ce_bwd(T* gx, const T* gy, const T* logits, const int32_t* labels, const T* weights,
                     const uint8_t* mask, T factor, int64_t n, int64_t k, int64_t hw) {
   const T g = gy[0] * factor;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * k * hw >= kParallelMin)
   for (int64_t ip = 0; ip < n * hw; ++ip) {
     const int64_t i = ip / hw, p = ip % hw;
     const T* x = logits + i * k * hw;
@@ -165,7 +168,7 @@ void sigmoid_ce_bwd(T* gx, const T* gy, const T* sum_count, const T* x, const T*
                     int64_t c, int64_t wc, int64_t hw) {
   const T g = sum_count[1] > T(0) ? gy[0] / sum_count[1] : T(0);
   const int64_t total = n * c * hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
   for (int64_t e = 0; e < total; ++e) {
     const int64_t i = e / (c * hw), ch = (e / hw) % c, p = e % hw;
     const T we = w[(i * wc + (wc == 1 ? 0 : ch)) * hw + p];
@@ -206,7 +209,7 @@ void offset_l1_bwd(T* gx, const T* gy, const T* sum_count, const T* pred, const 
   const T g = sum_count[1] > T(0) ? gy[0] / sum_count[1] : T(0);
   const int64_t total = n * c * hw;
   auto sgn = [](T d) { return d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0)); };
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
   for (int64_t e = 0; e < total; ++e) {
     const int64_t i = e / (c * hw), k = (e / hw) % c, p = e % hw;
     const T m = mask[(i * mc + (mc == 1 ? 0 : k)) * hw + p];
@@ -222,16 +225,16 @@ void offset_l1_bwd(T* gx, const T* gy, const T* sum_count, const T* pred, const 
   }
 }
 
-#define DL_INSTANTIATE(T)                                                                                       \
-  template void softmax_ce_fwd<T>(T*, const T*, const int32_t*, const T*, int64_t, int64_t, int64_t);          \
-  template void topk_mask<T>(uint8_t*, T*, const T*, int64_t, int64_t, int64_t);                                \
-  template void softmax_ce_bwd<T>(T*, const T*, const T*, const int32_t*, const T*, const uint8_t*, T, int64_t, \
-                                  int64_t, int64_t);                                                            \
-  template void sigmoid_ce_fwd<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);        \
-  template void sigmoid_ce_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                  int64_t, int64_t);                                                            \
-  template void offset_l1_fwd<T>(T*, const T*, const T*, const T*, T, int64_t, int64_t, int64_t, int64_t);     \
-  template void offset_l1_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, T, int64_t, int64_t,    \
+#define DL_INSTANTIATE(T)                                                                                   \
+  template void softmax_ce_fwd<T>(T*, const T*, const int32_t*, const T*, int64_t, int64_t, int64_t);       \
+  template void topk_mask<T>(uint8_t*, T*, const T*, int64_t, int64_t, int64_t);                            \
+  template void softmax_ce_bwd<T>(T*, const T*, const T*, const int32_t*, const T*, const uint8_t*, T,      \
+                                  int64_t, int64_t, int64_t);                                               \
+  template void sigmoid_ce_fwd<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);    \
+  template void sigmoid_ce_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,   \
+                                  int64_t, int64_t);                                                        \
+  template void offset_l1_fwd<T>(T*, const T*, const T*, const T*, T, int64_t, int64_t, int64_t, int64_t);  \
+  template void offset_l1_bwd<T>(T*, const T*, const T*, const T*, const T*, const T*, T, int64_t, int64_t, \
                                  int64_t, int64_t);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
