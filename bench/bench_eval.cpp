@@ -6,8 +6,8 @@
 // processes as we use threads. Prints images/s, the ratios, peak memory and the largest metric
 // difference between the two implementations.
 //
-// usage: bench_eval [--images N] [--height H] [--width W] [--threads T] [--core-images K]
-//                   [--dir D] [--keep] [--no-numpy] [--python P]
+// usage: bench_eval [--images N] [--height H] [--width W] [--threads T] [--gen-threads G]
+//                   [--core-images K] [--dir D] [--keep] [--no-numpy] [--python P] [--numpy-script S]
 #include <omp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -77,8 +77,8 @@ nlohmann::json read_json(const std::string& path) {
 
 int main(int argc, char** argv) try {
   int64_t images = 500, height = 1024, width = 2048, core_images = 16;
-  int threads = 2;
-  std::string dir, python = "/usr/bin/python3";
+  int threads = 2, gen_threads = 0;
+  std::string dir, python = "/usr/bin/python3", script;
   bool keep = false, numpy = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -94,6 +94,10 @@ int main(int argc, char** argv) try {
       width = std::stoll(next());
     else if (a == "--threads")
       threads = std::stoi(next());
+    else if (a == "--gen-threads")
+      gen_threads = std::stoi(next());
+    else if (a == "--numpy-script")
+      script = next();
     else if (a == "--core-images")
       core_images = std::stoll(next());
     else if (a == "--dir")
@@ -106,8 +110,8 @@ int main(int argc, char** argv) try {
       numpy = false;
     else {
       std::printf(
-          "usage: bench_eval [--images N] [--height H] [--width W] [--threads T] [--core-images K] "
-          "[--dir D] [--keep] [--no-numpy] [--python P]\n");
+          "usage: bench_eval [--images N] [--height H] [--width W] [--threads T] [--gen-threads G] "
+          "[--core-images K] [--dir D] [--keep] [--no-numpy] [--python P] [--numpy-script S]\n");
       return a == "--help" ? 0 : 2;
     }
   }
@@ -123,7 +127,11 @@ int main(int argc, char** argv) try {
   fs::create_directories(dir + "/pred");
   const char* env_bin = std::getenv("DEEPERLAB_BIN");
   const std::string bin = env_bin ? env_bin : self_dir() + "/deeperlab";
-  const std::string script = (fs::path(__FILE__).parent_path() / "numpy_eval.py").string();
+  if (script.empty())  // run from the repository root, else next to this source file
+    script = fs::exists("bench/numpy_eval.py")
+                 ? std::string("bench/numpy_eval.py")
+                 : (fs::path(__FILE__).parent_path() / "numpy_eval.py").string();
+  if (gen_threads <= 0) gen_threads = threads;
 
   std::printf("bench_eval: %lld pairs of %lldx%lld, %d threads, folder %s\n", static_cast<long long>(images),
               static_cast<long long>(height), static_cast<long long>(width), threads, dir.c_str());
@@ -133,7 +141,7 @@ int main(int argc, char** argv) try {
   std::vector<std::vector<SegmentInfo>> gt_segs(static_cast<size_t>(images)),
       pred_segs(static_cast<size_t>(images));
   int64_t segs_total = 0;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(+ : segs_total)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(gen_threads) reduction(+ : segs_total)
   for (int64_t i = 0; i < images; ++i) {
     evaldata::Pair p = evaldata::random_pair(height, width, 1234567 + static_cast<uint64_t>(i));
     evaldata::write_pair(dir, "img" + std::to_string(i), p);

@@ -78,15 +78,19 @@ inline PanopticMap paint(const std::vector<Shape>& shapes, int64_t h, int64_t w,
   };
   std::unordered_map<int32_t, Box> boxes;
   for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) {
+    for (int64_t x = 0; x < w;) {  // one lookup per run of equal ids
       const int32_t id = m.ids[static_cast<size_t>(y * w + x)];
-      if (!id) continue;
-      Box& b = boxes[id];
-      ++b.area;
-      b.y0 = std::min(b.y0, y);
-      b.x0 = std::min(b.x0, x);
-      b.y1 = std::max(b.y1, y);
-      b.x1 = std::max(b.x1, x);
+      int64_t e = x + 1;
+      while (e < w && m.ids[static_cast<size_t>(y * w + e)] == id) ++e;
+      if (id) {
+        Box& b = boxes[id];
+        b.area += e - x;
+        b.y0 = std::min(b.y0, y);
+        b.x0 = std::min(b.x0, x);
+        b.y1 = std::max(b.y1, y);
+        b.x1 = std::max(b.x1, e - 1);
+      }
+      x = e;
     }
   for (size_t s = 0; s < shapes.size(); ++s) {
     auto it = boxes.find(shape_id[s]);

@@ -308,8 +308,7 @@ inline void unpack_row(const uint8_t* cur, uint32_t w, uint32_t* out) {
 // PNG unfiltering done on packed pixels, straight into the id map. Label maps are mostly flat,
 // so Sub and Paeth rows are mostly zero residuals that just repeat the left pixel: that case is
 // a register copy, not three dependent byte additions.
-void unfilter_to_ids(const uint8_t* raw, uint32_t w, uint32_t h, int32_t* ids_out, const std::string& path,
-                     const char* what) {
+bool unfilter_to_ids(const uint8_t* raw, uint32_t w, uint32_t h, int32_t* ids_out) {
   const size_t stride = size_t(w) * 3;
   std::vector<uint32_t> zero(w, 0);
   const uint32_t* prev = zero.data();
@@ -365,20 +364,20 @@ void unfilter_to_ids(const uint8_t* raw, uint32_t w, uint32_t h, int32_t* ids_ou
         break;
       }
       default:
-        DL_FAIL(path << ": cannot decode " << what << " (corrupt PNG: row " << y << " has filter type "
-                     << int(ftype) << ")");
+        return false;  // corrupt: not a PNG filter type
     }
     prev = cur;
   }
+  return true;
 }
 
 // The PNGs we read most (8-bit RGB, not interlaced: every panoptic PNG) take this path: stb's
 // inflate, then our own row unfiltering fused with the output conversion. stb's generic
-// unfiltering is two thirds of its decode time on 1024x2048 label maps. Returns false (nothing
-// decoded) for any other PNG flavour, which then goes through stb_image as a whole.
-// Exactly one of rgb_out / ids_out is filled.
-bool decode_png_rgb8(const std::string& bytes, const std::string& path, const char* what, int64_t& height,
-                     int64_t& width, std::vector<uint8_t>* rgb_out, std::vector<int32_t>* ids_out) {
+// unfiltering is two thirds of its decode time on 1024x2048 label maps. Returns false for any
+// other PNG flavour and for any damaged file: stb_image then decodes it as a whole, so damaged
+// files are reported with stb's own failure reason. Exactly one of rgb_out / ids_out is filled.
+bool decode_png_rgb8(const std::string& bytes, int64_t& height, int64_t& width, std::vector<uint8_t>* rgb_out,
+                     std::vector<int32_t>* ids_out) {
   static const uint8_t sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
   const auto* b = reinterpret_cast<const uint8_t*>(bytes.data());
   const size_t n = bytes.size();
@@ -387,21 +386,17 @@ bool decode_png_rgb8(const std::string& bytes, const std::string& path, const ch
   const uint32_t w = be32(b + 16), h = be32(b + 20);
   const uint8_t depth = b[24], ctype = b[25], compression = b[26], filter = b[27], interlace = b[28];
   if (depth != 8 || ctype != 2 || compression != 0 || filter != 0 || interlace != 0) return false;
-  DL_CHECK(w > 0 && h > 0 && uint64_t(w) * h <= (uint64_t(1) << 28),
-           path << ": cannot decode " << what << " (unsupported size " << w << "x" << h << ")");
+  if (w == 0 || h == 0 || uint64_t(w) * h > (uint64_t(1) << 28)) return false;
   // Gather the IDAT chunks (no copy when there is only one, as our writer makes).
   std::string idat_joined;
   const char* idat = nullptr;
   size_t idat_len = 0;
   int idat_chunks = 0;
   size_t pos = 33;
-  bool ended = false;
   while (pos + 12 <= n) {
     const uint32_t len = be32(b + pos);
     const char* kind = bytes.data() + pos + 4;
-    DL_CHECK(uint64_t(pos) + 12 + len <= n,
-             path << ": cannot decode " << what << " (truncated: chunk '" << std::string(kind, 4) << "' of "
-                  << len << " bytes at offset " << pos << " runs past the end of the file)");
+    if (uint64_t(pos) + 12 + len > n) return false;  // truncated
     if (std::memcmp(kind, "IDAT", 4) == 0) {
       if (++idat_chunks == 1) {
         idat = bytes.data() + pos + 8;
@@ -414,38 +409,26 @@ bool decode_png_rgb8(const std::string& bytes, const std::string& path, const ch
       }
     }
     pos += 12 + size_t(len);
-    if (std::memcmp(kind, "IEND", 4) == 0) {
-      ended = true;
-      break;
-    }
+    if (std::memcmp(kind, "IEND", 4) == 0) break;
   }
-  DL_CHECK(idat_len > 0, path << ": cannot decode " << what << " (no image data: truncated or corrupt PNG)");
   const size_t stride = size_t(w) * 3, raw_len = (stride + 1) * h;
-  DL_CHECK(raw_len < size_t(INT32_MAX) && idat_len <= size_t(INT32_MAX),
-           path << ": cannot decode " << what << " (too large)");
+  if (idat_len == 0 || raw_len >= size_t(INT32_MAX) || idat_len > size_t(INT32_MAX)) return false;
   // The inflate buffer is kept per thread: fresh multi-megabyte buffers per image cost page faults.
   thread_local std::vector<uint8_t> raw_buf;
   if (raw_buf.size() < raw_len + 1) raw_buf.resize(raw_len + 1);
   const int out_len =
       stbi_zlib_decode_buffer(reinterpret_cast<char*>(raw_buf.data()), static_cast<int>(raw_len + 1), idat,
                               static_cast<int>(idat_len));
-  if (out_len < 0) {
-    const char* reason = stbi_failure_reason();
-    DL_FAIL(path << ": cannot decode " << what << " (" << (reason ? reason : "corrupt zlib data")
-                 << (ended ? "" : "; the file has no IEND chunk, truncated?") << ")");
-  }
-  DL_CHECK(size_t(out_len) == raw_len, path << ": cannot decode " << what
-                                            << " (corrupt or truncated image data: " << out_len
-                                            << " bytes where " << raw_len << " were expected)");
+  if (out_len < 0 || size_t(out_len) != raw_len) return false;  // corrupt or truncated data
   uint8_t* raw = raw_buf.data();
-  height = h;
-  width = w;
-  if (rgb_out) rgb_out->resize(stride * h);
-  if (ids_out && ids_out->size() != size_t(w) * h) ids_out->resize(size_t(w) * h);
   if (ids_out) {
-    unfilter_to_ids(raw, w, h, ids_out->data(), path, what);
+    if (ids_out->size() != size_t(w) * h) ids_out->resize(size_t(w) * h);
+    if (!unfilter_to_ids(raw, w, h, ids_out->data())) return false;
+    height = h;
+    width = w;
     return true;
   }
+  rgb_out->resize(stride * h);
   std::vector<uint8_t> zero(stride, 0);
   const uint8_t* prev = zero.data();
   uint8_t* data = raw;
@@ -491,22 +474,23 @@ bool decode_png_rgb8(const std::string& bytes, const std::string& path, const ch
         }
         break;
       default:
-        DL_FAIL(path << ": cannot decode " << what << " (corrupt PNG: row " << y << " has filter type "
-                     << int(ftype) << ")");
+        return false;  // corrupt: not a PNG filter type
     }
     std::memcpy(rgb_out->data() + size_t(y) * stride, cur, stride);
     prev = cur;
   }
+  height = h;
+  width = w;
   return true;
 }
 
 // Decodes any stb-readable file into 8-bit RGB; errors carry stb's reason.
-std::vector<uint8_t> decode_rgb(const std::string& path, int64_t& height, int64_t& width, const char* what) {
-  const std::string bytes = read_file(path);
+std::vector<uint8_t> decode_rgb(const std::string& bytes, const std::string& path, int64_t& height,
+                                int64_t& width, const char* what) {
   DL_CHECK(!bytes.empty(), path << ": empty file");
   {
     std::vector<uint8_t> rgb;
-    if (decode_png_rgb8(bytes, path, what, height, width, &rgb, nullptr)) return rgb;
+    if (decode_png_rgb8(bytes, height, width, &rgb, nullptr)) return rgb;
   }
   DL_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX),
            path << ": file too large (" << bytes.size() << " bytes)");
@@ -519,7 +503,8 @@ std::vector<uint8_t> decode_rgb(const std::string& path, int64_t& height, int64_
   stbi_uc* px = stbi_load_from_memory(buf, len, &w, &h, &comp, 3);
   if (!px) {
     const char* reason = stbi_failure_reason();
-    DL_FAIL(path << ": cannot decode " << what << " (" << (reason ? reason : "unknown reason") << ")");
+    DL_FAIL(path << ": cannot decode " << what << " (" << (reason ? reason : "unknown reason") << "; file of "
+                 << bytes.size() << " bytes)");
   }
   std::vector<uint8_t> out(px, px + static_cast<size_t>(w) * h * 3);
   stbi_image_free(px);
@@ -545,12 +530,10 @@ void encode_png_atomic(const std::string& path, const uint8_t* rgb, int64_t heig
 }  // namespace
 
 void read_panoptic_png(const std::string& path, std::vector<int32_t>& ids, int64_t& height, int64_t& width) {
-  {
-    const std::string bytes = read_file(path);
-    DL_CHECK(!bytes.empty(), path << ": empty file");
-    if (decode_png_rgb8(bytes, path, "panoptic PNG", height, width, nullptr, &ids)) return;
-  }
-  std::vector<uint8_t> rgb = decode_rgb(path, height, width, "panoptic PNG");
+  const std::string bytes = read_file(path);
+  DL_CHECK(!bytes.empty(), path << ": empty file");
+  if (decode_png_rgb8(bytes, height, width, nullptr, &ids)) return;
+  std::vector<uint8_t> rgb = decode_rgb(bytes, path, height, width, "panoptic PNG");
   const size_t n = static_cast<size_t>(height * width);
   ids.resize(n);
   for (size_t i = 0; i < n; ++i)
@@ -650,7 +633,7 @@ void load_panoptic_into(PanopticMap& m, const std::string& png_path, const Panop
 }
 
 std::vector<uint8_t> read_rgb(const std::string& path, int64_t& height, int64_t& width) {
-  return decode_rgb(path, height, width, "image");
+  return decode_rgb(read_file(path), path, height, width, "image");
 }
 
 void write_rgb_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width) {
