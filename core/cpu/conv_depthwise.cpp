@@ -17,10 +17,13 @@
 namespace dl::cpu {
 namespace {
 
-#ifdef __AVX512F__
+// The widest vector the target has (portable builds get SSE2's 16 bytes).
+#if defined(__AVX512F__)
 constexpr int kVecBytes = 64;
-#else
+#elif defined(__AVX__)
 constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
 #endif
 
 template <class T>
