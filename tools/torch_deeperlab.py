@@ -106,9 +106,30 @@ def make_divisible(v, divisor=8):
     return n
 
 
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d; in float64 a grouped conv runs as unfold + multiply-sum, because PyTorch's CPU
+    float64 grouped convolution loops over the groups one by one (minutes instead of seconds)."""
+
+    def forward(self, x):
+        if x.dtype != torch.float64 or self.groups == 1:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        kh, kw = self.kernel_size
+        cols = F.unfold(x, (kh, kw), dilation=self.dilation, padding=self.padding, stride=self.stride)
+        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        g, cin_g, cout_g = self.groups, c // self.groups, self.out_channels // self.groups
+        cols = cols.view(n, g, 1, cin_g * kh * kw, ho * wo)
+        wt = self.weight.view(1, g, cout_g, cin_g * kh * kw, 1)
+        y = (cols * wt).sum(3).view(n, self.out_channels, ho, wo)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
+
+
 def conv(cin, cout, k, stride=1, dilation=1, groups=1, bias=False):
     k_eff = k + (k - 1) * (dilation - 1)
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k_eff // 2, dilation=dilation, groups=groups, bias=bias)
+    return Conv2d(cin, cout, k, stride=stride, padding=k_eff // 2, dilation=dilation, groups=groups, bias=bias)
 
 
 class BN(nn.BatchNorm2d):
@@ -465,6 +486,19 @@ def run_torchvision_mnv2_job(job):
     write_safetensors(job["out"], out)
 
 
+def run_timm_roundtrip_job(job):
+    """Our Xception71 backbone state -> timm names (inverse table) -> torch.save -> the converter."""
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import convert_timm_xception71 as conv_timm
+    state = read_safetensors(job["state"])
+    prefix = "backbone."
+    timm_state = {conv_timm.ours_to_timm(k[len(prefix):]): v for k, v in state.items() if k.startswith(prefix)}
+    timm_state["head.fc.weight"] = torch.zeros(3, 4)  # dropped by the converter
+    torch.save(timm_state, job["torch_state"])
+    conv_timm.convert(job["torch_state"], job["out"])
+
+
 def run_jobs(path):
     torch.set_num_threads(int(json.load(open(path)).get("threads", 1)) or 1)
     for job in json.load(open(path))["jobs"]:
@@ -473,6 +507,8 @@ def run_jobs(path):
             run_model_job(job)
         elif kind == "torchvision_mnv2":
             run_torchvision_mnv2_job(job)
+        elif kind == "timm_roundtrip":
+            run_timm_roundtrip_job(job)
         else:
             raise ValueError(f"unknown job kind {kind}")
 
