@@ -111,6 +111,8 @@ bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
   int m = 0;
   while (m < inst::kLutSize && !(lut[m] >= min_w)) ++m;
   const float cut = m == 0 ? -1e30f : float(m - inst::kLutHalf - 1) / float(inst::kLutPerUnit);
+  // One parallel region; the keypoints' passes need no barrier between them (integer atomics).
+#pragma omp parallel if (Atomic) reduction(| : bad)
   for (int k = 0; k < kNumKeypoints; ++k) {
     const float* hk = heat + k * hw;
     const float* sy = shrt + (2 * k) * hw;
@@ -122,7 +124,7 @@ bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
       else
         a[i] += v;
     };
-#pragma omp parallel for schedule(static) if (Atomic) reduction(| : bad)
+#pragma omp for schedule(static) nowait
     for (int y = 0; y < h; ++y) {
       uint32_t row_bad = 0;
       for (int x = 0; x < w; ++x) {
@@ -189,23 +191,24 @@ template <bool Atomic>
 void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing, const float* lng, const float* shrt,
                    int h, int w, int steps, float weight) {
   const int64_t hw = int64_t(h) * w;
-  // One keypoint at a time: six streaming planes instead of thirty-five.
-  for (int k = 0; k < kNumKeypoints; ++k) {
-    const float *ly = lng + (2 * k) * hw, *lx = lng + (2 * k + 1) * hw;
-    const float *sy = shrt + (2 * k) * hw, *sx = shrt + (2 * k + 1) * hw;
-    float *ry = refined + (2 * k) * hw, *rx = refined + (2 * k + 1) * hw;
-    unsigned long long* a = acc + k * hw;
-    auto add = [a](int64_t j, unsigned long long v) {
-      if (Atomic)
-        __atomic_fetch_add(a + j, v, __ATOMIC_RELAXED);
-      else
-        a[j] += v;
-    };
+  // One keypoint at a time (six streaming planes instead of thirty-five), all in one parallel
+  // region: the keypoints' passes need no barrier between them (integer atomics).
 #pragma omp parallel if (Atomic)
-    {
-      std::vector<int> xs(w + 8);
-      std::vector<float> oy(w + 8), ox(w + 8);
-#pragma omp for schedule(dynamic, 8)
+  {
+    std::vector<int> xs(w + 8);
+    std::vector<float> oy(w + 8), ox(w + 8);
+    for (int k = 0; k < kNumKeypoints; ++k) {
+      const float *ly = lng + (2 * k) * hw, *lx = lng + (2 * k + 1) * hw;
+      const float *sy = shrt + (2 * k) * hw, *sx = shrt + (2 * k + 1) * hw;
+      float *ry = refined + (2 * k) * hw, *rx = refined + (2 * k + 1) * hw;
+      unsigned long long* a = acc + k * hw;
+      auto add = [a](int64_t j, unsigned long long v) {
+        if (Atomic)
+          __atomic_fetch_add(a + j, v, __ATOMIC_RELAXED);
+        else
+          a[j] += v;
+      };
+#pragma omp for schedule(dynamic, 8) nowait
       for (int y = 0; y < h; ++y) {
         const int64_t row = int64_t(y) * w;
         int n = 0;
@@ -528,11 +531,11 @@ std::vector<KeypointCandidate> find_candidates(const VoteMaps& votes, double thr
   const int64_t h = votes.height, w = votes.width, hw = h * w;
   const unsigned long long thr = static_cast<unsigned long long>(std::floor(threshold / votes.scale));
   std::vector<KeypointCandidate> all;
-  for (int k = 0; k < kNumKeypoints; ++k) {
-    const unsigned long long* a = votes.acc.data() + k * hw;
 #pragma omp parallel
-    {
-      std::vector<KeypointCandidate> mine;
+  {
+    std::vector<KeypointCandidate> mine;
+    for (int k = 0; k < kNumKeypoints; ++k) {
+      const unsigned long long* a = votes.acc.data() + k * hw;
 #pragma omp for schedule(static) nowait
       for (int64_t y = 0; y < h; ++y)
         for (int64_t x = 0; x < w; ++x) {
@@ -547,9 +550,9 @@ std::vector<KeypointCandidate> find_candidates(const VoteMaps& votes, double thr
               }
           if (is_max) mine.push_back({k, int32_t(y), int32_t(x), v, double(v) * votes.scale});
         }
-#pragma omp critical
-      all.insert(all.end(), mine.begin(), mine.end());
     }
+#pragma omp critical
+    all.insert(all.end(), mine.begin(), mine.end());
   }
   std::sort(all.begin(), all.end(), inst::candidate_before);
   return all;
