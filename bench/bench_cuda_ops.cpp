@@ -77,16 +77,21 @@ struct Row {
   size_t peak_mem;
 };
 
-std::string fmt_shape(const Shape& s) { return shape_str(s); }
+std::string fmt_shape(const Shape& s) {
+  return shape_str(s);
+}
 
-Tensor rnd(const Shape& s, Rng& rng) { return Tensor::randn(s, rng).to(Device::CUDA); }
+Tensor rnd(const Shape& s, Rng& rng) {
+  return Tensor::randn(s, rng).to(Device::CUDA);
+}
 
 // Runs the PyTorch side; returns name -> median ms (empty when torch with CUDA is unavailable).
 std::map<std::string, double> run_torch(const Args& args, std::string& which) {
   std::map<std::string, double> out;
   std::string script = args.torch_script;
   if (script.empty()) {
-    for (const char* c : {"bench/torch_cuda_ops.py", "../bench/torch_cuda_ops.py", "../../bench/torch_cuda_ops.py"}) {
+    for (const char* c :
+         {"bench/torch_cuda_ops.py", "../bench/torch_cuda_ops.py", "../../bench/torch_cuda_ops.py"}) {
       if (FILE* f = std::fopen(c, "r")) {
         std::fclose(f);
         script = c;
@@ -111,9 +116,12 @@ std::map<std::string, double> run_torch(const Args& args, std::string& which) {
       char name[256];
       double ms = 0;
       char ver[256];
-      if (std::sscanf(line, "TORCH_OK %255s", ver) == 1) version = ver;
-      else if (std::sscanf(line, "TORCH %255s %lf", name, &ms) == 2) got[name] = ms;
-      else log += line;
+      if (std::sscanf(line, "TORCH_OK %255s", ver) == 1)
+        version = ver;
+      else if (std::sscanf(line, "TORCH %255s %lf", name, &ms) == 2)
+        got[name] = ms;
+      else
+        log += line;
     }
     const int rc = pclose(p);
     if (!version.empty() && !got.empty()) {
@@ -131,10 +139,14 @@ std::map<std::string, double> run_torch(const Args& args, std::string& which) {
 int main(int argc, char** argv) {
   Args args;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) args.runs = std::max(1, std::atoi(argv[++i]));
-    else if (!std::strcmp(argv[i], "--no-torch")) args.torch = false;
-    else if (!std::strcmp(argv[i], "--torch-script") && i + 1 < argc) args.torch_script = argv[++i];
-    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) args.only = argv[++i];
+    if (!std::strcmp(argv[i], "--runs") && i + 1 < argc)
+      args.runs = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--no-torch"))
+      args.torch = false;
+    else if (!std::strcmp(argv[i], "--torch-script") && i + 1 < argc)
+      args.torch_script = argv[++i];
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc)
+      args.only = argv[++i];
     else {
       std::printf("usage: bench_cuda_ops [--runs N] [--no-torch] [--torch-script PATH] [--only SUBSTRING]\n");
       return std::strcmp(argv[i], "--help") ? 2 : 0;
@@ -142,7 +154,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (!cuda::available()) {
-      std::printf("bench_cuda_ops: no usable CUDA device (%s); nothing to measure\n", cuda::unavailable_reason());
+      std::printf("bench_cuda_ops: no usable CUDA device (%s); nothing to measure\n",
+                  cuda::unavailable_reason());
       return 0;
     }
     cuda::set_tf32(false);
@@ -157,19 +170,23 @@ int main(int argc, char** argv) {
       const size_t bytes = size_t(1) << 30;
       void* a = cuda::device_alloc(bytes);
       void* b = cuda::device_alloc(bytes);
-      const double ms = time_ms([&] { CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); }, 10);
+      const double ms =
+          time_ms([&] { CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); }, 10);
       peak_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
       cuda::device_free(a, bytes);
       cuda::device_free(b, bytes);
       cuda::empty_cache();
     }
     std::printf("measured copy bandwidth: %.0f GB/s (device-to-device, read + write)\n", peak_gbs);
-    std::printf("assumed FP32 peak: %.0f TFLOP/s (H100 SXM, non-tensor-core; not measured)\n", kPeakFp32Tflops);
+    std::printf("assumed FP32 peak: %.0f TFLOP/s (H100 SXM, non-tensor-core; not measured)\n",
+                kPeakFp32Tflops);
     std::printf("TF32: off; runs per op: %d (median)\n\n", args.runs);
 
     std::vector<Row> rows;
     Rng rng(1);
-    auto want = [&](const std::string& name) { return args.only.empty() || name.find(args.only) != std::string::npos; };
+    auto want = [&](const std::string& name) {
+      return args.only.empty() || name.find(args.only) != std::string::npos;
+    };
     auto bench = [&](const std::string& name, const Shape& shape, double bytes, double flops,
                      const std::function<void()>& f) {
       if (!want(name)) return;
@@ -185,11 +202,13 @@ int main(int argc, char** argv) {
     const Shape dw_shapes[] = {{1, 768, 91, 91}, {1, 4096, 91, 91}, {1, 256, 361, 361}};
     for (const auto& xs : dw_shapes) {
       const std::string tag = "c" + std::to_string(xs[1]) + "_" + std::to_string(xs[2]);
-      if (!want("dw7_fwd_" + tag) && !want("dw7_bwd_input_" + tag) && !want("dw7_bwd_weight_" + tag)) continue;
+      if (!want("dw7_fwd_" + tag) && !want("dw7_bwd_input_" + tag) && !want("dw7_bwd_weight_" + tag))
+        continue;
       Tensor x = rnd(xs, rng), w = rnd({xs[1], 1, 7, 7}, rng);
       const ConvGeom g = conv_geometry(xs, w.shape(), Conv2dOptions::same(7, 1, 1, xs[1]));
       Tensor y = Tensor::empty({g.n, g.c_out, g.h_out, g.w_out}, DType::F32, Device::CUDA);
-      Tensor gx = Tensor::empty(xs, DType::F32, Device::CUDA), gw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
+      Tensor gx = Tensor::empty(xs, DType::F32, Device::CUDA),
+             gw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
       const double act = double(x.nbytes()), wb = double(w.nbytes()), fl = 2.0 * g.macs();
       bench("dw7_fwd_" + tag, xs, 2 * act + wb, fl,
             [&] { cuda::conv2d_fwd(y.data<float>(), x.data<float>(), w.data<float>(), nullptr, g, s); });
@@ -200,7 +219,9 @@ int main(int argc, char** argv) {
     }
 
     // ---- 1x1 convolution ----
-    struct Pw { int64_t cin, cout, hw; };
+    struct Pw {
+      int64_t cin, cout, hw;
+    };
     const Pw pws[] = {{768, 256, 91}, {4096, 4096, 91}};
     for (const auto& p : pws) {
       const std::string tag = std::to_string(p.cin) + "_" + std::to_string(p.cout);
@@ -209,7 +230,8 @@ int main(int argc, char** argv) {
       Tensor x = rnd(xs, rng), w = rnd({p.cout, p.cin, 1, 1}, rng);
       const ConvGeom g = conv_geometry(xs, w.shape(), Conv2dOptions());
       Tensor y = Tensor::empty({1, p.cout, p.hw, p.hw}, DType::F32, Device::CUDA);
-      Tensor gx = Tensor::empty(xs, DType::F32, Device::CUDA), gw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
+      Tensor gx = Tensor::empty(xs, DType::F32, Device::CUDA),
+             gw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
       const double bytes = double(x.nbytes() + y.nbytes() + w.nbytes()), fl = 2.0 * g.macs();
       bench("pw_fwd_" + tag, xs, bytes, fl,
             [&] { cuda::conv2d_fwd(y.data<float>(), x.data<float>(), w.data<float>(), nullptr, g, s); });
@@ -221,16 +243,21 @@ int main(int argc, char** argv) {
 
     // ---- dense 3x3 convolution (the path DEEPERLAB_CONV_ALGO selects): a 256-channel block at 91x91 and
     // the stride-2 stem on the 1441x1441 image ----
-    struct Dense { int64_t cin, cout, hw, stride; };
+    struct Dense {
+      int64_t cin, cout, hw, stride;
+    };
     const Dense dens[] = {{256, 256, 91, 1}, {3, 32, 1441, 2}};
     for (const auto& d : dens) {
-      const std::string tag = std::to_string(d.cin) + "_" + std::to_string(d.cout) + "_s" + std::to_string(d.stride);
-      if (!want("conv3_fwd_" + tag) && !want("conv3_bwd_input_" + tag) && !want("conv3_bwd_weight_" + tag)) continue;
+      const std::string tag =
+          std::to_string(d.cin) + "_" + std::to_string(d.cout) + "_s" + std::to_string(d.stride);
+      if (!want("conv3_fwd_" + tag) && !want("conv3_bwd_input_" + tag) && !want("conv3_bwd_weight_" + tag))
+        continue;
       const Shape xs{1, d.cin, d.hw, d.hw};
       Tensor x = rnd(xs, rng), w = rnd({d.cout, d.cin, 3, 3}, rng);
       const ConvGeom g = conv_geometry(xs, w.shape(), Conv2dOptions::same(3, d.stride, 1, 1));
       Tensor y = Tensor::empty({g.n, g.c_out, g.h_out, g.w_out}, DType::F32, Device::CUDA);
-      Tensor gx = Tensor::empty(xs, DType::F32, Device::CUDA), gw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
+      Tensor gx = Tensor::empty(xs, DType::F32, Device::CUDA),
+             gw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
       const double bytes = double(x.nbytes() + y.nbytes() + w.nbytes()), fl = 2.0 * g.macs();
       bench("conv3_fwd_" + tag, xs, bytes, fl,
             [&] { cuda::conv2d_fwd(y.data<float>(), x.data<float>(), w.data<float>(), nullptr, g, s); });
@@ -258,24 +285,28 @@ int main(int argc, char** argv) {
       const int64_t n = 1, c = 4096, hw = 91 * 91;
       const Shape xs{n, c, 91, 91};
       Tensor x = rnd(xs, rng), gy = rnd(xs, rng), w = rnd({c}, rng), b = rnd({c}, rng);
-      Tensor y = Tensor::empty(xs, DType::F32, Device::CUDA), gx = Tensor::empty(xs, DType::F32, Device::CUDA);
-      Tensor mean = Tensor::empty({c}, DType::F32, Device::CUDA), var = Tensor::empty({c}, DType::F32, Device::CUDA);
-      Tensor invstd = Tensor::empty({c}, DType::F32, Device::CUDA), rm = Tensor::zeros({c}, DType::F32, Device::CUDA);
+      Tensor y = Tensor::empty(xs, DType::F32, Device::CUDA),
+             gx = Tensor::empty(xs, DType::F32, Device::CUDA);
+      Tensor mean = Tensor::empty({c}, DType::F32, Device::CUDA),
+             var = Tensor::empty({c}, DType::F32, Device::CUDA);
+      Tensor invstd = Tensor::empty({c}, DType::F32, Device::CUDA),
+             rm = Tensor::zeros({c}, DType::F32, Device::CUDA);
       Tensor rv = Tensor::ones({c}, DType::F32, Device::CUDA);
-      Tensor gw = Tensor::empty({c}, DType::F32, Device::CUDA), gb = Tensor::empty({c}, DType::F32, Device::CUDA);
+      Tensor gw = Tensor::empty({c}, DType::F32, Device::CUDA),
+             gb = Tensor::empty({c}, DType::F32, Device::CUDA);
       const double act = double(x.nbytes());
       bench("bn_train_fwd", xs, 2 * act, 0, [&] {
         cuda::batch_norm_stats(mean.data<float>(), var.data<float>(), x.data<float>(), n, c, hw, s);
-        cuda::batch_norm_update_running(rm.data<float>(), rv.data<float>(), mean.data<float>(), var.data<float>(), c,
-                                        0.1f, float(hw) / float(hw - 1), s);
+        cuda::batch_norm_update_running(rm.data<float>(), rv.data<float>(), mean.data<float>(),
+                                        var.data<float>(), c, 0.1f, float(hw) / float(hw - 1), s);
         cuda::batch_norm_invstd(invstd.data<float>(), var.data<float>(), c, 1e-5f, s);
         cuda::batch_norm_fwd(y.data<float>(), x.data<float>(), mean.data<float>(), invstd.data<float>(),
                              w.data<float>(), b.data<float>(), n, c, hw, s);
       });
       bench("bn_train_bwd", xs, 3 * act, 0, [&] {
         cuda::batch_norm_bwd_train(gx.data<float>(), gw.data<float>(), gb.data<float>(), gy.data<float>(),
-                                   x.data<float>(), mean.data<float>(), invstd.data<float>(), w.data<float>(), n, c,
-                                   hw, s);
+                                   x.data<float>(), mean.data<float>(), invstd.data<float>(), w.data<float>(),
+                                   n, c, hw, s);
       });
     }
     cuda::synchronize();
@@ -288,7 +319,9 @@ int main(int argc, char** argv) {
       torch = run_torch(args, which);
     }
     std::printf("\nPyTorch: %s\n\n", which.c_str());
-    std::printf("| op | input | ms | GB/s | %% copy BW | GFLOP/s | %% FP32 peak | peak MiB | torch ms | ours/torch |\n");
+    std::printf(
+        "| op | input | ms | GB/s | %% copy BW | GFLOP/s | %% FP32 peak | peak MiB | torch ms | ours/torch "
+        "|\n");
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& r : rows) {
       const double gbs = r.bytes / (r.ms * 1e-3) / 1e9;
@@ -303,11 +336,14 @@ int main(int argc, char** argv) {
         std::snprintf(fcol, sizeof(fcol), "%.0f", gfs);
         std::snprintf(fpk, sizeof(fpk), "%.1f", 100.0 * gfs / (kPeakFp32Tflops * 1e3));
       }
-      std::printf("| %s | %s | %.3f | %.0f | %.1f | %s | %s | %.0f | %s | %s |\n", r.name.c_str(), r.shape.c_str(),
-                  r.ms, gbs, 100.0 * gbs / peak_gbs, fcol, fpk, double(r.peak_mem) / (1024.0 * 1024.0), tcol, ratio);
+      std::printf("| %s | %s | %.3f | %.0f | %.1f | %s | %s | %.0f | %s | %s |\n", r.name.c_str(),
+                  r.shape.c_str(), r.ms, gbs, 100.0 * gbs / peak_gbs, fcol, fpk,
+                  double(r.peak_mem) / (1024.0 * 1024.0), tcol, ratio);
     }
-    std::printf("\nGB/s: minimal traffic (inputs read once, outputs written once). peak MiB: allocator peak while the "
-                "op ran, its preallocated inputs and outputs included. ours/torch < 1: ours is faster.\n");
+    std::printf(
+        "\nGB/s: minimal traffic (inputs read once, outputs written once). peak MiB: allocator peak while "
+        "the "
+        "op ran, its preallocated inputs and outputs included. ours/torch < 1: ours is faster.\n");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_ops: %s\n", e.what());

@@ -10,6 +10,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--only", default="")
+    ap.add_argument("--device", default="cuda", help="cpu: a slow dry run of the script itself (wall-clock timing)")
     args = ap.parse_args()
     try:
         import torch
@@ -17,22 +18,31 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"torch import failed: {e}")
         return 1
-    if not torch.cuda.is_available():
+    cpu = args.device == "cpu"
+    if not cpu and not torch.cuda.is_available():
         print(f"torch {torch.__version__} has no usable CUDA device")
         return 1
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     print(f"TORCH_OK {torch.__version__}+cudnn{torch.backends.cudnn.version()}", flush=True)
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
 
     def timed(name, fn):
         if args.only and args.only not in name:
             return
-        for _ in range(3):
+        for _ in range(1 if cpu else 3):
             fn()
-        torch.cuda.synchronize()
         times = []
+        if cpu:
+            import time
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+            print(f"TORCH {name} {sorted(times)[len(times) // 2]:.6f}", flush=True)
+            return
+        torch.cuda.synchronize()
         for _ in range(args.runs):
             a = torch.cuda.Event(enable_timing=True)
             b = torch.cuda.Event(enable_timing=True)

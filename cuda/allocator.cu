@@ -77,11 +77,10 @@ void* device_alloc(size_t bytes) {
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
       cudaGetLastError();
-      DL_FAIL("CUDA out of memory: requested " << bytes << " bytes (" << mib(bytes) << "), free " << free_b
-                                               << " bytes (" << mib(free_b) << ") of " << total_b << " bytes ("
-                                               << mib(total_b) << "); held by tensors " << s.current
-                                               << " bytes; " << cudaGetErrorName(e) << ": "
-                                               << cudaGetErrorString(e));
+      DL_FAIL("CUDA out of memory: requested "
+              << bytes << " bytes (" << mib(bytes) << "), free " << free_b << " bytes (" << mib(free_b)
+              << ") of " << total_b << " bytes (" << mib(total_b) << "); held by tensors " << s.current
+              << " bytes; " << cudaGetErrorName(e) << ": " << cudaGetErrorString(e));
     }
     got = size;
     s.reserved += got;

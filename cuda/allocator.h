@@ -4,9 +4,9 @@
 
 namespace dl::cuda {
 
-size_t cached_bytes();         // bytes held in free lists, ready for reuse
-size_t reserved_bytes();       // bytes obtained from cudaMalloc and not yet returned (in use + cached)
-size_t num_device_mallocs();   // cudaMalloc calls made so far (steady state: constant)
+size_t cached_bytes();        // bytes held in free lists, ready for reuse
+size_t reserved_bytes();      // bytes obtained from cudaMalloc and not yet returned (in use + cached)
+size_t num_device_mallocs();  // cudaMalloc calls made so far (steady state: constant)
 // Allocation granularity: every request is rounded up to a multiple of this.
 constexpr size_t kAllocRound = 512;
 

@@ -23,15 +23,18 @@ __device__ double channel_sum(int64_t n, int64_t c, int64_t hw, int64_t ch, doub
   return block_reduce_sum(s, smem);
 }
 
-__global__ void batch_norm_stats_kernel(float* mean, float* var, const float* x, int64_t n, int64_t c, int64_t hw) {
+__global__ void batch_norm_stats_kernel(float* mean, float* var, const float* x, int64_t n, int64_t c,
+                                        int64_t hw) {
   __shared__ double smem[32];
   const double count = double(n * hw);
   for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
     const double m = channel_sum(n, c, hw, ch, smem, [&](int64_t k) { return double(x[k]); }) / count;
-    const double v = channel_sum(n, c, hw, ch, smem, [&](int64_t k) {
-                       const double d = double(x[k]) - m;
-                       return d * d;
-                     }) / count;
+    const double v = channel_sum(n, c, hw, ch, smem,
+                                 [&](int64_t k) {
+                                   const double d = double(x[k]) - m;
+                                   return d * d;
+                                 }) /
+                     count;
     if (threadIdx.x == 0) {
       mean[ch] = float(m);
       var[ch] = float(v);
@@ -62,7 +65,8 @@ __global__ void batch_norm_fwd_kernel(float* y, const float* x, const float* mea
     const float sh = (b ? b[ch] : 0.f) - mean[ch] * a;
     const float* p = x + plane * hw;
     float* q = y + plane * hw;
-    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < hw; j += int64_t(blockDim.x) * gridDim.x)
+    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < hw;
+         j += int64_t(blockDim.x) * gridDim.x)
       q[j] = p[j] * a + sh;
   }
 }
@@ -75,7 +79,8 @@ __global__ void batch_norm_bwd_train_kernel(float* gx, float* gw, float* gb, con
   for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
     const double mu = mean[ch], is = invstd[ch];
     const double sg = channel_sum(n, c, hw, ch, smem, [&](int64_t k) { return double(gy[k]); });
-    const double sgx = channel_sum(n, c, hw, ch, smem, [&](int64_t k) { return double(gy[k]) * (double(x[k]) - mu) * is; });
+    const double sgx =
+        channel_sum(n, c, hw, ch, smem, [&](int64_t k) { return double(gy[k]) * (double(x[k]) - mu) * is; });
     if (threadIdx.x == 0) {
       if (gw) gw[ch] = float(sgx);
       if (gb) gb[ch] = float(sg);
@@ -96,14 +101,16 @@ __global__ void batch_norm_bwd_train_kernel(float* gx, float* gw, float* gb, con
 }
 
 __global__ void batch_norm_bwd_eval_reduce_kernel(float* gw, float* gb, const float* gy, const float* x,
-                                                  const float* mean, const float* invstd, int64_t n, int64_t c,
-                                                  int64_t hw) {
+                                                  const float* mean, const float* invstd, int64_t n,
+                                                  int64_t c, int64_t hw) {
   __shared__ double smem[32];
   for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
     const double mu = mean[ch], is = invstd[ch];
     double sg = 0, sgx = 0;
     if (gb) sg = channel_sum(n, c, hw, ch, smem, [&](int64_t k) { return double(gy[k]); });
-    if (gw) sgx = channel_sum(n, c, hw, ch, smem, [&](int64_t k) { return double(gy[k]) * (double(x[k]) - mu) * is; });
+    if (gw)
+      sgx = channel_sum(n, c, hw, ch, smem,
+                        [&](int64_t k) { return double(gy[k]) * (double(x[k]) - mu) * is; });
     if (threadIdx.x == 0) {
       if (gw) gw[ch] = float(sgx);
       if (gb) gb[ch] = float(sg);
@@ -118,12 +125,15 @@ __global__ void batch_norm_bwd_eval_gx_kernel(float* gx, const float* gy, const 
     const float a = float(double(invstd[ch]) * (w ? double(w[ch]) : 1.0));
     const float* g = gy + plane * hw;
     float* o = gx + plane * hw;
-    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < hw; j += int64_t(blockDim.x) * gridDim.x)
+    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < hw;
+         j += int64_t(blockDim.x) * gridDim.x)
       o[j] = g[j] * a;
   }
 }
 
-unsigned channel_blocks(int64_t c) { return unsigned(c < (1 << 20) ? c : (1 << 20)); }
+unsigned channel_blocks(int64_t c) {
+  return unsigned(c < (1 << 20) ? c : (1 << 20));
+}
 
 // Plane-wise grid: x covers one plane, y walks the planes (gridDim.y is limited to 65535).
 dim3 plane_grid(int64_t nc, int64_t hw) {
@@ -136,7 +146,8 @@ dim3 plane_grid(int64_t nc, int64_t hw) {
 
 }  // namespace
 
-void batch_norm_stats(float* mean, float* var, const float* x, int64_t n, int64_t c, int64_t hw, cudaStream_t s) {
+void batch_norm_stats(float* mean, float* var, const float* x, int64_t n, int64_t c, int64_t hw,
+                      cudaStream_t s) {
   if (c <= 0) return;
   DL_CHECK(n * hw > 0, "batch_norm_stats: no values per channel (n " << n << ", hw " << hw << ")");
   batch_norm_stats_kernel<<<channel_blocks(c), kReduceThreads, 0, s>>>(mean, var, x, n, c, hw);
@@ -165,20 +176,22 @@ void batch_norm_fwd(float* y, const float* x, const float* mean, const float* in
 }
 
 void batch_norm_bwd_train(float* gx, float* gw, float* gb, const float* gy, const float* x, const float* mean,
-                          const float* invstd, const float* w, int64_t n, int64_t c, int64_t hw, cudaStream_t s) {
+                          const float* invstd, const float* w, int64_t n, int64_t c, int64_t hw,
+                          cudaStream_t s) {
   if (c <= 0 || (!gx && !gw && !gb)) return;
   DL_CHECK(n * hw > 0, "batch_norm_bwd_train: no values per channel");
-  batch_norm_bwd_train_kernel<<<channel_blocks(c), kReduceThreads, 0, s>>>(gx, gw, gb, gy, x, mean, invstd, w, n,
-                                                                            c, hw);
+  batch_norm_bwd_train_kernel<<<channel_blocks(c), kReduceThreads, 0, s>>>(gx, gw, gb, gy, x, mean, invstd, w,
+                                                                           n, c, hw);
   DL_LAUNCH_CHECK("batch_norm_bwd_train_kernel");
 }
 
 void batch_norm_bwd_eval(float* gx, float* gw, float* gb, const float* gy, const float* x, const float* mean,
-                         const float* invstd, const float* w, int64_t n, int64_t c, int64_t hw, cudaStream_t s) {
+                         const float* invstd, const float* w, int64_t n, int64_t c, int64_t hw,
+                         cudaStream_t s) {
   if (c <= 0) return;
   if (gw || gb) {
-    batch_norm_bwd_eval_reduce_kernel<<<channel_blocks(c), kReduceThreads, 0, s>>>(gw, gb, gy, x, mean, invstd, n,
-                                                                                    c, hw);
+    batch_norm_bwd_eval_reduce_kernel<<<channel_blocks(c), kReduceThreads, 0, s>>>(gw, gb, gy, x, mean,
+                                                                                   invstd, n, c, hw);
     DL_LAUNCH_CHECK("batch_norm_bwd_eval_reduce_kernel");
   }
   if (gx && n * c * hw > 0) {

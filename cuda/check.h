@@ -13,43 +13,43 @@
 #include <cudnn.h>
 #endif
 
-#define CUDA_CHECK(expr)                                                                               \
-  do {                                                                                                 \
-    const cudaError_t dl_cuda_err_ = (expr);                                                           \
-    if (dl_cuda_err_ != cudaSuccess)                                                                   \
-      ::dl::throw_error(__FILE__, __LINE__, #expr,                                                     \
-                        std::string("CUDA error ") + cudaGetErrorName(dl_cuda_err_) + ": " +           \
-                            cudaGetErrorString(dl_cuda_err_));                                         \
+#define CUDA_CHECK(expr)                                                                     \
+  do {                                                                                       \
+    const cudaError_t dl_cuda_err_ = (expr);                                                 \
+    if (dl_cuda_err_ != cudaSuccess)                                                         \
+      ::dl::throw_error(__FILE__, __LINE__, #expr,                                           \
+                        std::string("CUDA error ") + cudaGetErrorName(dl_cuda_err_) + ": " + \
+                            cudaGetErrorString(dl_cuda_err_));                               \
   } while (0)
 
-#define CUBLAS_CHECK(expr)                                                                             \
-  do {                                                                                                 \
-    const cublasStatus_t dl_cublas_st_ = (expr);                                                       \
-    if (dl_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                                        \
-      ::dl::throw_error(__FILE__, __LINE__, #expr,                                                     \
-                        std::string("cuBLAS error ") + std::to_string(int(dl_cublas_st_)) + ": " +     \
-                            cublasGetStatusString(dl_cublas_st_));                                     \
+#define CUBLAS_CHECK(expr)                                                                         \
+  do {                                                                                             \
+    const cublasStatus_t dl_cublas_st_ = (expr);                                                   \
+    if (dl_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                                    \
+      ::dl::throw_error(__FILE__, __LINE__, #expr,                                                 \
+                        std::string("cuBLAS error ") + std::to_string(int(dl_cublas_st_)) + ": " + \
+                            cublasGetStatusString(dl_cublas_st_));                                 \
   } while (0)
 
 #ifdef DEEPERLAB_WITH_CUDNN
-#define CUDNN_CHECK(expr)                                                                              \
-  do {                                                                                                 \
-    const cudnnStatus_t dl_cudnn_st_ = (expr);                                                         \
-    if (dl_cudnn_st_ != CUDNN_STATUS_SUCCESS)                                                          \
-      ::dl::throw_error(__FILE__, __LINE__, #expr,                                                     \
-                        std::string("cuDNN error ") + std::to_string(int(dl_cudnn_st_)) + ": " +       \
-                            cudnnGetErrorString(dl_cudnn_st_));                                        \
+#define CUDNN_CHECK(expr)                                                                        \
+  do {                                                                                           \
+    const cudnnStatus_t dl_cudnn_st_ = (expr);                                                   \
+    if (dl_cudnn_st_ != CUDNN_STATUS_SUCCESS)                                                    \
+      ::dl::throw_error(__FILE__, __LINE__, #expr,                                               \
+                        std::string("cuDNN error ") + std::to_string(int(dl_cudnn_st_)) + ": " + \
+                            cudnnGetErrorString(dl_cudnn_st_));                                  \
   } while (0)
 #endif
 
 // After every <<<...>>>: reports bad launch configurations (grid too large, too much shared memory).
-#define DL_LAUNCH_CHECK(kernel_name)                                                                   \
-  do {                                                                                                 \
-    const cudaError_t dl_launch_err_ = cudaGetLastError();                                             \
-    if (dl_launch_err_ != cudaSuccess)                                                                 \
-      ::dl::throw_error(__FILE__, __LINE__, kernel_name,                                               \
+#define DL_LAUNCH_CHECK(kernel_name)                                                                    \
+  do {                                                                                                  \
+    const cudaError_t dl_launch_err_ = cudaGetLastError();                                              \
+    if (dl_launch_err_ != cudaSuccess)                                                                  \
+      ::dl::throw_error(__FILE__, __LINE__, kernel_name,                                                \
                         std::string("CUDA kernel launch failed: ") + cudaGetErrorName(dl_launch_err_) + \
-                            ": " + cudaGetErrorString(dl_launch_err_));                                \
+                            ": " + cudaGetErrorString(dl_launch_err_));                                 \
   } while (0)
 
 namespace dl::cuda {

@@ -35,7 +35,8 @@ std::atomic<int> g_algo{-1};
 void warn_once_no_cudnn() {
   static std::once_flag once;
   std::call_once(once, [] {
-    std::fprintf(stderr, "deeperlab: cuDNN convolution requested, but this build has no cuDNN; using im2col\n");
+    std::fprintf(stderr,
+                 "deeperlab: cuDNN convolution requested, but this build has no cuDNN; using im2col\n");
   });
 }
 #endif
@@ -44,8 +45,8 @@ void warn_once_no_cudnn() {
 // C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C, row-major with leading dims lda/ldb/ldc
 // (the stored row lengths); `batch` problems with element strides sa/sb/sc.
 void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, int64_t sa,
-             const float* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc, int64_t sc, int64_t batch,
-             cudaStream_t s) {
+             const float* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc, int64_t sc,
+             int64_t batch, cudaStream_t s) {
   for (int64_t v : {m, n, k, lda, ldb, ldc, batch}) check_int32("conv2d gemm", v, "GEMM dimension");
   if (m == 0 || n == 0 || batch == 0) return;
   cublasHandle_t h = cublas_handle();
@@ -66,7 +67,8 @@ __global__ void add_bias_kernel(float* y, const float* bias, int64_t planes, int
   for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
     const float b = bias[plane % c];
     float* q = y + plane * hw;
-    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < hw; j += int64_t(blockDim.x) * gridDim.x)
+    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < hw;
+         j += int64_t(blockDim.x) * gridDim.x)
       q[j] += b;
   }
 }
@@ -138,11 +140,12 @@ __global__ void col2im_kernel(float* __restrict__ gx, const float* __restrict__ 
 }
 
 ColParams col_params(const ConvGeom& g) {
-  check_int32("conv2d", g.c_in * g.kh * g.kw * g.h_out * g.w_out, "im2col buffer elements (use cuDNN or smaller tiles)");
+  check_int32("conv2d", g.c_in * g.kh * g.kw * g.h_out * g.w_out,
+              "im2col buffer elements (use cuDNN or smaller tiles)");
   check_int32("conv2d", g.c_in * g.h * g.w, "input image elements");
-  return ColParams{int(g.c_in), int(g.h),        int(g.w),        int(g.h_out), int(g.w_out),
-                   int(g.kh),   int(g.kw),       int(g.stride_h), int(g.stride_w), int(g.pad_h),
-                   int(g.pad_w), int(g.dil_h),   int(g.dil_w)};
+  return ColParams{int(g.c_in),  int(g.h),     int(g.w),        int(g.h_out),    int(g.w_out),
+                   int(g.kh),    int(g.kw),    int(g.stride_h), int(g.stride_w), int(g.pad_h),
+                   int(g.pad_w), int(g.dil_h), int(g.dil_w)};
 }
 
 void im2col(float* col, const float* x, const ColParams& p, cudaStream_t s) {
@@ -169,7 +172,8 @@ void gemm_conv_fwd(float* y, const float* x, const float* w, const ConvGeom& g, 
   const int64_t kk = g.kh * g.kw, hwo = g.h_out * g.w_out, hw = g.h * g.w, kdim = cig * kk;
   if (is_1x1_direct(g) && G == 1) {
     // Y[n] (c_out x hw) = W (c_out x c_in) * X[n] (c_in x hw), all images in one batched call.
-    gemm_rm(false, false, g.c_out, hw, g.c_in, w, g.c_in, 0, x, hw, g.c_in * hw, 0.f, y, hw, g.c_out * hw, g.n, s);
+    gemm_rm(false, false, g.c_out, hw, g.c_in, w, g.c_in, 0, x, hw, g.c_in * hw, 0.f, y, hw, g.c_out * hw,
+            g.n, s);
     return;
   }
   const ColParams p = col_params(g);
@@ -183,8 +187,8 @@ void gemm_conv_fwd(float* y, const float* x, const float* w, const ConvGeom& g, 
       cn = col.as<float>();
     }
     // Per group: Y[n][grp] (cog x hwo) = W[grp] (cog x kdim) * col[grp] (kdim x hwo).
-    gemm_rm(false, false, cog, hwo, kdim, w, kdim, cog * kdim, cn, hwo, kdim * hwo, 0.f, y + n * g.c_out * hwo, hwo,
-            cog * hwo, G, s);
+    gemm_rm(false, false, cog, hwo, kdim, w, kdim, cog * kdim, cn, hwo, kdim * hwo, 0.f,
+            y + n * g.c_out * hwo, hwo, cog * hwo, G, s);
   }
 }
 
@@ -193,7 +197,8 @@ void gemm_conv_bwd_input(float* gx, const float* gy, const float* w, const ConvG
   const int64_t kk = g.kh * g.kw, hwo = g.h_out * g.w_out, hw = g.h * g.w, kdim = cig * kk;
   if (is_1x1_direct(g) && G == 1) {
     // gX[n] (c_in x hw) = W^T (c_in x c_out) * gY[n] (c_out x hw).
-    gemm_rm(true, false, g.c_in, hw, g.c_out, w, g.c_in, 0, gy, hw, g.c_out * hw, 0.f, gx, hw, g.c_in * hw, g.n, s);
+    gemm_rm(true, false, g.c_in, hw, g.c_out, w, g.c_in, 0, gy, hw, g.c_out * hw, 0.f, gx, hw, g.c_in * hw,
+            g.n, s);
     return;
   }
   const ColParams p = col_params(g);
@@ -203,8 +208,8 @@ void gemm_conv_bwd_input(float* gx, const float* gy, const float* w, const ConvG
     float* gxn = gx + n * g.c_in * hw;
     float* cn = direct ? gxn : col.as<float>();
     // col[grp] (kdim x hwo) = W[grp]^T (kdim x cog) * gY[n][grp] (cog x hwo).
-    gemm_rm(true, false, kdim, hwo, cog, w, kdim, cog * kdim, gy + n * g.c_out * hwo, hwo, cog * hwo, 0.f, cn, hwo,
-            kdim * hwo, G, s);
+    gemm_rm(true, false, kdim, hwo, cog, w, kdim, cog * kdim, gy + n * g.c_out * hwo, hwo, cog * hwo, 0.f, cn,
+            hwo, kdim * hwo, G, s);
     if (!direct) col2im(gxn, cn, p, s);
   }
 }
@@ -239,20 +244,21 @@ struct CudnnDescs {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   explicit CudnnDescs(const ConvGeom& g) {
-    for (int64_t v : {g.n, g.c_in, g.h, g.w, g.c_out, g.h_out, g.w_out}) check_int32("conv2d (cuDNN)", v, "size");
+    for (int64_t v : {g.n, g.c_in, g.h, g.w, g.c_out, g.h_out, g.w_out})
+      check_int32("conv2d (cuDNN)", v, "size");
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(g.n), int(g.c_in), int(g.h),
-                                           int(g.w)));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(g.n), int(g.c_in),
+                                           int(g.h), int(g.w)));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(g.n), int(g.c_out),
                                            int(g.h_out), int(g.w_out)));
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(g.c_out),
                                            int(g.cin_per_group()), int(g.kh), int(g.kw)));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(g.pad_h), int(g.pad_w), int(g.stride_h), int(g.stride_w),
-                                                int(g.dil_h), int(g.dil_w), CUDNN_CROSS_CORRELATION,
-                                                CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(g.pad_h), int(g.pad_w), int(g.stride_h),
+                                                int(g.stride_w), int(g.dil_h), int(g.dil_w),
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, int(g.groups)));
     CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tf32_enabled() ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
   }
@@ -275,11 +281,11 @@ struct Choice {
 
 enum Dir { kFwd = 0, kBwdData = 1, kBwdFilter = 2 };
 
-using Key = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t, int64_t, int64_t>;
+using Key = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
 Key make_key(Dir d, const ConvGeom& g) {
-  return Key{int(d),     tf32_enabled(), g.n,        g.c_in,     g.h,        g.w,     g.c_out,   g.kh,
-             g.kw,       g.stride_h,     g.stride_w, g.pad_h,    g.pad_w,    g.dil_h, g.dil_w,   g.groups};
+  return Key{int(d), tf32_enabled(), g.n,        g.c_in,  g.h,     g.w,     g.c_out, g.kh,
+             g.kw,   g.stride_h,     g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w, g.groups};
 }
 
 std::mutex g_choice_mu;
@@ -294,7 +300,8 @@ Choice pick(const Perf* perf, int count, bool need_deterministic, CudnnDescs& d,
     const Perf& pf = perf[i];
     if (pf.status != CUDNN_STATUS_SUCCESS) continue;
     if (need_deterministic && pf.determinism != CUDNN_DETERMINISTIC) continue;
-    if (!tf32 && (pf.mathType == CUDNN_TENSOR_OP_MATH || pf.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
+    if (!tf32 &&
+        (pf.mathType == CUDNN_TENSOR_OP_MATH || pf.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
       continue;
     const cudnnMathType_t math = tf32 ? pf.mathType : CUDNN_FMA_MATH;
     if (cudnnSetConvolutionMathType(d.conv, math) != CUDNN_STATUS_SUCCESS) continue;
@@ -321,24 +328,26 @@ Choice choose(Dir dir, const ConvGeom& g, CudnnDescs& d) {
                                                perf) != CUDNN_STATUS_SUCCESS)
       n = 0;
     c = pick(perf, n, false, d, [&](int a, size_t* ws) {
-      return cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, cudnnConvolutionFwdAlgo_t(a), ws);
+      return cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, cudnnConvolutionFwdAlgo_t(a),
+                                                     ws);
     });
   } else if (dir == kBwdData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
-    if (cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                    &n, perf) != CUDNN_STATUS_SUCCESS)
+    if (cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x,
+                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n,
+                                                    perf) != CUDNN_STATUS_SUCCESS)
       n = 0;
     c = pick(perf, n, true, d, [&](int a, size_t* ws) {
-      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x, cudnnConvolutionBwdDataAlgo_t(a),
-                                                          ws);
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x,
+                                                          cudnnConvolutionBwdDataAlgo_t(a), ws);
     });
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
     if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
-                                                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf) !=
-        CUDNN_STATUS_SUCCESS)
+                                                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n,
+                                                      perf) != CUDNN_STATUS_SUCCESS)
       n = 0;
     c = pick(perf, n, true, d, [&](int a, size_t* ws) {
       return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w,
@@ -346,7 +355,8 @@ Choice choose(Dir dir, const ConvGeom& g, CudnnDescs& d) {
     });
   }
   if (c.algo < 0)
-    std::fprintf(stderr, "deeperlab: no suitable cuDNN algorithm for a convolution (direction %d); using im2col\n",
+    std::fprintf(stderr,
+                 "deeperlab: no suitable cuDNN algorithm for a convolution (direction %d); using im2col\n",
                  int(dir));
   std::lock_guard<std::mutex> lock(g_choice_mu);
   g_choices[key] = c;
@@ -365,8 +375,8 @@ bool cudnn_conv_impl(Dir dir, float* out, const float* a, const float* b, const 
   int on = 0, oc = 0, oh = 0, ow = 0;
   CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv, d.x, d.w, &on, &oc, &oh, &ow));
   DL_CHECK(on == g.n && oc == g.c_out && oh == g.h_out && ow == g.w_out,
-           "conv2d (cuDNN): output " << on << "x" << oc << "x" << oh << "x" << ow << " differs from "
-                                     << g.n << "x" << g.c_out << "x" << g.h_out << "x" << g.w_out);
+           "conv2d (cuDNN): output " << on << "x" << oc << "x" << oh << "x" << ow << " differs from " << g.n
+                                     << "x" << g.c_out << "x" << g.h_out << "x" << g.w_out);
   const Choice c = choose(dir, g, d);
   if (c.algo < 0) return false;
   cudnnHandle_t h = cudnn_handle();
@@ -376,16 +386,18 @@ bool cudnn_conv_impl(Dir dir, float* out, const float* a, const float* b, const 
   const float one = 1.f, zero = 0.f;
   cudnnStatus_t st;
   if (dir == kFwd)  // out = y, a = x, b = w
-    st = cudnnConvolutionForward(h, &one, d.x, a, d.w, b, d.conv, cudnnConvolutionFwdAlgo_t(c.algo), ws.as<void>(),
-                                 c.workspace, &zero, d.y, out);
+    st = cudnnConvolutionForward(h, &one, d.x, a, d.w, b, d.conv, cudnnConvolutionFwdAlgo_t(c.algo),
+                                 ws.as<void>(), c.workspace, &zero, d.y, out);
   else if (dir == kBwdData)  // out = gx, a = gy, b = w
     st = cudnnConvolutionBackwardData(h, &one, d.w, b, d.y, a, d.conv, cudnnConvolutionBwdDataAlgo_t(c.algo),
                                       ws.as<void>(), c.workspace, &zero, d.x, out);
   else  // out = gw, a = gy, b = x
-    st = cudnnConvolutionBackwardFilter(h, &one, d.x, b, d.y, a, d.conv, cudnnConvolutionBwdFilterAlgo_t(c.algo),
-                                        ws.as<void>(), c.workspace, &zero, d.w, out);
+    st = cudnnConvolutionBackwardFilter(h, &one, d.x, b, d.y, a, d.conv,
+                                        cudnnConvolutionBwdFilterAlgo_t(c.algo), ws.as<void>(), c.workspace,
+                                        &zero, d.w, out);
   if (st != CUDNN_STATUS_SUCCESS) {
-    std::fprintf(stderr, "deeperlab: cuDNN convolution (direction %d, algorithm %d) failed: %s; using im2col\n",
+    std::fprintf(stderr,
+                 "deeperlab: cuDNN convolution (direction %d, algorithm %d) failed: %s; using im2col\n",
                  int(dir), c.algo, cudnnGetErrorString(st));
     forget_choice(dir, g);
     return false;
@@ -402,7 +414,8 @@ bool cudnn_conv(Dir dir, float* out, const float* a, const float* b, const ConvG
   try {
     return cudnn_conv_impl(dir, out, a, b, g, s);
   } catch (const Error& e) {
-    std::fprintf(stderr, "deeperlab: cuDNN unusable, falling back to im2col for every convolution: %s\n", e.what());
+    std::fprintf(stderr, "deeperlab: cuDNN unusable, falling back to im2col for every convolution: %s\n",
+                 e.what());
     g_cudnn_broken.store(true);
     cudaGetLastError();
     return false;
@@ -422,8 +435,8 @@ bool use_cudnn(const ConvGeom& g) {
 
 void check_geom(const char* op, const ConvGeom& g) {
   DL_CHECK(g.groups >= 1 && g.c_in % g.groups == 0 && g.c_out % g.groups == 0 && g.stride_h >= 1 &&
-               g.stride_w >= 1 && g.dil_h >= 1 && g.dil_w >= 1 && g.pad_h >= 0 && g.pad_w >= 0 && g.h_out >= 0 &&
-               g.w_out >= 0,
+               g.stride_w >= 1 && g.dil_h >= 1 && g.dil_w >= 1 && g.pad_h >= 0 && g.pad_w >= 0 &&
+               g.h_out >= 0 && g.w_out >= 0,
            op << ": invalid convolution geometry");
 }
 
@@ -444,7 +457,9 @@ ConvAlgo conv_algo() {
   return ConvAlgo(v);
 }
 
-void set_conv_algo(ConvAlgo a) { g_algo.store(int(a)); }
+void set_conv_algo(ConvAlgo a) {
+  g_algo.store(int(a));
+}
 
 bool cudnn_built() {
 #ifdef DEEPERLAB_WITH_CUDNN
@@ -454,7 +469,8 @@ bool cudnn_built() {
 #endif
 }
 
-void conv2d_fwd(float* y, const float* x, const float* w, const float* bias, const ConvGeom& g, cudaStream_t s) {
+void conv2d_fwd(float* y, const float* x, const float* w, const float* bias, const ConvGeom& g,
+                cudaStream_t s) {
   check_geom("conv2d_fwd", g);
   if (g.n * g.c_out * g.h_out * g.w_out == 0) return;
   if (g.is_depthwise()) return depthwise_fwd(y, x, w, bias, g, s);

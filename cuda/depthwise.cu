@@ -23,7 +23,8 @@ constexpr int kThreads = 256;
 // ---- forward ----
 template <int K>
 __global__ void depthwise_fwd_kernel(float* __restrict__ y, const float* __restrict__ x,
-                                     const float* __restrict__ wt, const float* __restrict__ bias, DwParams p) {
+                                     const float* __restrict__ wt, const float* __restrict__ bias,
+                                     DwParams p) {
   const int kh = K > 0 ? K : p.kh, kw = K > 0 ? K : p.kw;
   const unsigned total = unsigned(p.n) * p.c * p.ho * p.wo;  // <= INT_MAX (host check)
   const unsigned idx = blockIdx.x * blockDim.x + threadIdx.x;
@@ -55,12 +56,13 @@ __global__ void depthwise_fwd_kernel(float* __restrict__ y, const float* __restr
 // computes ROWS outputs of one column. Out-of-image taps read a zero from the tile (adding +0 leaves
 // the sum unchanged, so it matches skipping them). FLIP rotates the kernel by 180 degrees: at stride 1
 // the grad-input is this same correlation of gy with the flipped kernel and padding K - 1 - pad.
-constexpr int kTileW = 32, kTileRowsPerThread = 4, kTileThreadsY = 8, kTileH = kTileThreadsY * kTileRowsPerThread;
+constexpr int kTileW = 32, kTileRowsPerThread = 4, kTileThreadsY = 8,
+              kTileH = kTileThreadsY * kTileRowsPerThread;
 
 template <int K, bool FLIP>
-__global__ void __launch_bounds__(kTileW * kTileThreadsY)
-    depthwise_fwd_tiled_kernel(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ wt,
-                               const float* __restrict__ bias, DwParams p) {
+__global__ void __launch_bounds__(kTileW* kTileThreadsY)
+    depthwise_fwd_tiled_kernel(float* __restrict__ y, const float* __restrict__ x,
+                               const float* __restrict__ wt, const float* __restrict__ bias, DwParams p) {
   constexpr int SW = kTileW + K - 1, SH = kTileH + K - 1;
   __shared__ float tile[SH * SW];
   __shared__ float wsh[K * K];
@@ -212,8 +214,8 @@ __global__ void __launch_bounds__(kBwThreads)
 }
 
 // Stage 2: gw[ch][tap] = sum over chunks in order.
-__global__ void depthwise_bwd_weight_final_kernel(float* __restrict__ gw, const float* __restrict__ partial, int c,
-                                                  int kk, int nchunks) {
+__global__ void depthwise_bwd_weight_final_kernel(float* __restrict__ gw, const float* __restrict__ partial,
+                                                  int c, int kk, int nchunks) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;  // ch * kk + tap
   if (i >= c * kk) return;
   const int ch = i / kk, tap = i % kk;
@@ -243,15 +245,18 @@ DwParams make_params(const char* op, const ConvGeom& g) {
   p.pw = int(g.pad_w);
   p.dh = int(g.dil_h);
   p.dw = int(g.dil_w);
-  DL_CHECK(p.sh >= 1 && p.sw >= 1 && p.dh >= 1 && p.dw >= 1 && p.ph >= 0 && p.pw >= 0 && p.kh >= 1 && p.kw >= 1,
-           op << ": invalid geometry");
+  DL_CHECK(
+      p.sh >= 1 && p.sw >= 1 && p.dh >= 1 && p.dw >= 1 && p.ph >= 0 && p.pw >= 0 && p.kh >= 1 && p.kw >= 1,
+      op << ": invalid geometry");
   // Tap offsets (k - 1) * d + pad and o * s stay far inside int for any image that passed the checks above.
   DL_CHECK((int64_t(p.kh) - 1) * p.dh + p.ph < (1 << 24) && (int64_t(p.kw) - 1) * p.dw + p.pw < (1 << 24),
            op << ": kernel extent too large");
   return p;
 }
 
-unsigned blocks_for(long long total) { return unsigned((total + kThreads - 1) / kThreads); }
+unsigned blocks_for(long long total) {
+  return unsigned((total + kThreads - 1) / kThreads);
+}
 
 // Tiled stride-1 launch over p's output (p.ho x p.wo) for k in {3, 5, 7}.
 template <bool FLIP>
@@ -261,10 +266,17 @@ void launch_tiled(float* y, const float* x, const float* w, const float* bias, c
   DL_CHECK(tiles_x <= 65535 && tiles_y <= 65535, "depthwise: image too large for the tiled kernel");
   const dim3 grid(unsigned(p.n * p.c), unsigned(tiles_x), unsigned(tiles_y)), block(kTileW, kTileThreadsY);
   switch (k) {
-    case 3: depthwise_fwd_tiled_kernel<3, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
-    case 5: depthwise_fwd_tiled_kernel<5, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
-    case 7: depthwise_fwd_tiled_kernel<7, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p); break;
-    default: DL_FAIL("depthwise: no tiled kernel for k=" << k);
+    case 3:
+      depthwise_fwd_tiled_kernel<3, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p);
+      break;
+    case 5:
+      depthwise_fwd_tiled_kernel<5, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p);
+      break;
+    case 7:
+      depthwise_fwd_tiled_kernel<7, FLIP><<<grid, block, 0, s>>>(y, x, w, bias, p);
+      break;
+    default:
+      DL_FAIL("depthwise: no tiled kernel for k=" << k);
   }
   DL_LAUNCH_CHECK("depthwise_fwd_tiled_kernel");
 }
@@ -275,7 +287,8 @@ bool tiled_ok(const DwParams& p, int k) {
 
 }  // namespace
 
-void depthwise_fwd(float* y, const float* x, const float* w, const float* bias, const ConvGeom& g, cudaStream_t s) {
+void depthwise_fwd(float* y, const float* x, const float* w, const float* bias, const ConvGeom& g,
+                   cudaStream_t s) {
   const DwParams p = make_params("depthwise_fwd", g);
   const long long total = (long long)p.n * p.c * p.ho * p.wo;
   if (total == 0) return;
@@ -286,10 +299,18 @@ void depthwise_fwd(float* y, const float* x, const float* w, const float* bias, 
   }
   const unsigned blocks = blocks_for(total);
   switch (k) {
-    case 3: depthwise_fwd_kernel<3><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p); break;
-    case 5: depthwise_fwd_kernel<5><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p); break;
-    case 7: depthwise_fwd_kernel<7><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p); break;
-    default: depthwise_fwd_kernel<0><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p); break;
+    case 3:
+      depthwise_fwd_kernel<3><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p);
+      break;
+    case 5:
+      depthwise_fwd_kernel<5><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p);
+      break;
+    case 7:
+      depthwise_fwd_kernel<7><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p);
+      break;
+    default:
+      depthwise_fwd_kernel<0><<<blocks, kThreads, 0, s>>>(y, x, w, bias, p);
+      break;
   }
   DL_LAUNCH_CHECK("depthwise_fwd_kernel");
 }
@@ -313,10 +334,18 @@ void depthwise_bwd_input(float* gx, const float* gy, const float* w, const ConvG
   }
   const unsigned blocks = blocks_for(total);
   switch (k) {
-    case 3: depthwise_bwd_input_kernel<3><<<blocks, kThreads, 0, s>>>(gx, gy, w, p); break;
-    case 5: depthwise_bwd_input_kernel<5><<<blocks, kThreads, 0, s>>>(gx, gy, w, p); break;
-    case 7: depthwise_bwd_input_kernel<7><<<blocks, kThreads, 0, s>>>(gx, gy, w, p); break;
-    default: depthwise_bwd_input_kernel<0><<<blocks, kThreads, 0, s>>>(gx, gy, w, p); break;
+    case 3:
+      depthwise_bwd_input_kernel<3><<<blocks, kThreads, 0, s>>>(gx, gy, w, p);
+      break;
+    case 5:
+      depthwise_bwd_input_kernel<5><<<blocks, kThreads, 0, s>>>(gx, gy, w, p);
+      break;
+    case 7:
+      depthwise_bwd_input_kernel<7><<<blocks, kThreads, 0, s>>>(gx, gy, w, p);
+      break;
+    default:
+      depthwise_bwd_input_kernel<0><<<blocks, kThreads, 0, s>>>(gx, gy, w, p);
+      break;
   }
   DL_LAUNCH_CHECK("depthwise_bwd_input_kernel");
 }
@@ -341,9 +370,18 @@ void depthwise_bwd_weight(float* gw, const float* gy, const float* x, const Conv
   if (k == 3 || k == 5 || k == 7) {
     const dim3 grid(unsigned(p.c), unsigned(nchunks));
     switch (k) {
-      case 3: depthwise_bwd_weight_partial_kernel<3><<<grid, kBwThreads, 0, s>>>(partial.as<float>(), gy, x, p, int(chunk)); break;
-      case 5: depthwise_bwd_weight_partial_kernel<5><<<grid, kBwThreads, 0, s>>>(partial.as<float>(), gy, x, p, int(chunk)); break;
-      default: depthwise_bwd_weight_partial_kernel<7><<<grid, kBwThreads, 0, s>>>(partial.as<float>(), gy, x, p, int(chunk)); break;
+      case 3:
+        depthwise_bwd_weight_partial_kernel<3>
+            <<<grid, kBwThreads, 0, s>>>(partial.as<float>(), gy, x, p, int(chunk));
+        break;
+      case 5:
+        depthwise_bwd_weight_partial_kernel<5>
+            <<<grid, kBwThreads, 0, s>>>(partial.as<float>(), gy, x, p, int(chunk));
+        break;
+      default:
+        depthwise_bwd_weight_partial_kernel<7>
+            <<<grid, kBwThreads, 0, s>>>(partial.as<float>(), gy, x, p, int(chunk));
+        break;
     }
     DL_LAUNCH_CHECK("depthwise_bwd_weight_partial_kernel");
   } else {
@@ -353,8 +391,8 @@ void depthwise_bwd_weight(float* gw, const float* gy, const float* x, const Conv
                                                                             int(chunk));
     DL_LAUNCH_CHECK("depthwise_bwd_weight_partial_generic_kernel");
   }
-  depthwise_bwd_weight_final_kernel<<<blocks_for((long long)p.c * kk), kThreads, 0, s>>>(gw, partial.as<float>(),
-                                                                                         p.c, kk, int(nchunks));
+  depthwise_bwd_weight_final_kernel<<<blocks_for((long long)p.c * kk), kThreads, 0, s>>>(
+      gw, partial.as<float>(), p.c, kk, int(nchunks));
   DL_LAUNCH_CHECK("depthwise_bwd_weight_final_kernel");
 }
 

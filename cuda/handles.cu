@@ -20,7 +20,9 @@ bool tf32_enabled() {
   return v == 1;
 }
 
-void set_tf32(bool on) { g_tf32.store(on ? 1 : 0); }
+void set_tf32(bool on) {
+  g_tf32.store(on ? 1 : 0);
+}
 
 cublasHandle_t cublas_handle() {
   static cublasHandle_t h = [] {

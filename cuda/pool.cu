@@ -23,7 +23,8 @@ __global__ void global_avg_pool_fwd_kernel(float* y, const float* x, int64_t nc,
 __global__ void global_avg_pool_bwd_kernel(float* gx, const float* gy, int64_t nc, int64_t hw) {
   const int64_t n = nc * hw;
   const float fhw = float(hw);
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x)
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(blockDim.x) * gridDim.x)
     gx[i] = gy[i / hw] / fhw;
 }
 

@@ -61,14 +61,20 @@ __global__ void resize_ranges_kernel(int2* ranges, int in, int out, bool align_c
   int lo = 0, hi = out;
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
-    if (tap_at(mid, in, scale, align_corners).i0 >= k - 1) hi = mid; else lo = mid + 1;
+    if (tap_at(mid, in, scale, align_corners).i0 >= k - 1)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   const int first = lo;
   lo = first;
   hi = out;
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
-    if (tap_at(mid, in, scale, align_corners).i0 > k) hi = mid; else lo = mid + 1;
+    if (tap_at(mid, in, scale, align_corners).i0 > k)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   ranges[k] = make_int2(first, lo);
 }
@@ -136,10 +142,10 @@ void resize_bilinear_bwd(float* gx, const float* gy, int64_t nc, int64_t h, int6
   int2* ry = ranges.as<int2>();
   int2* rx = ry + h;
   resize_ranges_kernel<<<unsigned((h + kThreads - 1) / kThreads), kThreads, 0, s>>>(ry, int(h), int(oh),
-                                                                                     align_corners);
+                                                                                    align_corners);
   DL_LAUNCH_CHECK("resize_ranges_kernel");
   resize_ranges_kernel<<<unsigned((w + kThreads - 1) / kThreads), kThreads, 0, s>>>(rx, int(w), int(ow),
-                                                                                     align_corners);
+                                                                                    align_corners);
   DL_LAUNCH_CHECK("resize_ranges_kernel");
   resize_bilinear_bwd_kernel<<<grid_for(nc * h * w, kThreads), kThreads, 0, s>>>(
       gx, gy, ry, rx, int(nc), int(h), int(w), int(oh), int(ow), align_corners);

@@ -61,9 +61,15 @@ bool env_flag(const char* name) {
   return s == "1" || s == "true" || s == "on" || s == "yes";
 }
 
-bool available() { return device_info().ok; }
-const char* unavailable_reason() { return device_info().reason.c_str(); }
-const char* device_name() { return device_info().name.c_str(); }
+bool available() {
+  return device_info().ok;
+}
+const char* unavailable_reason() {
+  return device_info().reason.c_str();
+}
+const char* device_name() {
+  return device_info().name.c_str();
+}
 
 cudaStream_t stream() {
   static const cudaStream_t s = [] {
@@ -77,7 +83,9 @@ cudaStream_t stream() {
   return s;
 }
 
-void synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void synchronize() {
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
 
 bool sync_after_ops() {
   int v = g_sync.load(std::memory_order_relaxed);
@@ -88,15 +96,17 @@ bool sync_after_ops() {
   return v == 1;
 }
 
-void set_sync_after_ops(bool on) { g_sync.store(on ? 1 : 0); }
+void set_sync_after_ops(bool on) {
+  g_sync.store(on ? 1 : 0);
+}
 
 void check_after_op(const char* op) {
   if (!sync_after_ops()) return;
   const cudaError_t e = cudaStreamSynchronize(stream());
   const cudaError_t last = cudaGetLastError();
   const cudaError_t bad = e != cudaSuccess ? e : last;
-  DL_CHECK(bad == cudaSuccess, op << ": CUDA error after the op (DEEPERLAB_CUDA_SYNC=1): " << cudaGetErrorName(bad)
-                                  << ": " << cudaGetErrorString(bad));
+  DL_CHECK(bad == cudaSuccess, op << ": CUDA error after the op (DEEPERLAB_CUDA_SYNC=1): "
+                                  << cudaGetErrorName(bad) << ": " << cudaGetErrorString(bad));
 }
 
 void memcpy_h2d(void* dst, const void* src, size_t bytes) {

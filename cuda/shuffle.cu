@@ -10,8 +10,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-#define DL_GRID_STRIDE(i, n) \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
+#define DL_GRID_STRIDE(i, n)                                                \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += int64_t(blockDim.x) * gridDim.x)
 
 __global__ void crop2d_fwd_kernel(float* y, const float* x, int64_t nc, int64_t h, int64_t w, int64_t top,
                                   int64_t left, int64_t oh, int64_t ow) {
@@ -33,8 +34,8 @@ __global__ void pad2d_fwd_kernel(float* y, const float* x, int64_t nc, int64_t h
 }
 
 // y (n, c*b*b, h/b, w/b) from x (n, c, h, w).
-__global__ void space_to_depth_fwd_kernel(float* y, const float* x, int64_t n, int64_t c, int64_t h, int64_t w,
-                                          int64_t b) {
+__global__ void space_to_depth_fwd_kernel(float* y, const float* x, int64_t n, int64_t c, int64_t h,
+                                          int64_t w, int64_t b) {
   const int64_t oh = h / b, ow = w / b, oc = c * b * b, total = n * oc * oh * ow;
   DL_GRID_STRIDE(idx, total) {
     const int64_t q = idx % ow;
@@ -48,8 +49,8 @@ __global__ void space_to_depth_fwd_kernel(float* y, const float* x, int64_t n, i
 }
 
 // y (n, c/(b*b), h*b, w*b) from x (n, c, h, w); c is the input channel count.
-__global__ void depth_to_space_fwd_kernel(float* y, const float* x, int64_t n, int64_t c, int64_t h, int64_t w,
-                                          int64_t b) {
+__global__ void depth_to_space_fwd_kernel(float* y, const float* x, int64_t n, int64_t c, int64_t h,
+                                          int64_t w, int64_t b) {
   const int64_t oc = c / (b * b), oh = h * b, ow = w * b, total = n * oc * oh * ow;
   DL_GRID_STRIDE(idx, total) {
     const int64_t X = idx % ow;
@@ -67,8 +68,8 @@ __global__ void depth_to_space_fwd_kernel(float* y, const float* x, int64_t n, i
 
 }  // namespace
 
-void copy_columns(void* dst, const void* src, int64_t outer, int64_t inner_dst, int64_t inner_src, int64_t offset,
-                  bool into_dst, int64_t elem_bytes, cudaStream_t s) {
+void copy_columns(void* dst, const void* src, int64_t outer, int64_t inner_dst, int64_t inner_src,
+                  int64_t offset, bool into_dst, int64_t elem_bytes, cudaStream_t s) {
   if (outer <= 0 || inner_src <= 0) return;
   DL_CHECK(elem_bytes > 0 && offset >= 0 && offset + inner_src <= inner_dst,
            "copy_columns: columns [" << offset << ", " << offset + inner_src << ") of " << inner_dst
@@ -90,22 +91,24 @@ void copy_columns(void* dst, const void* src, int64_t outer, int64_t inner_dst, 
                                cudaMemcpyDeviceToDevice, s));
 }
 
-void crop2d_fwd(float* y, const float* x, int64_t nc, int64_t h, int64_t w, int64_t top, int64_t left, int64_t oh,
-                int64_t ow, cudaStream_t s) {
+void crop2d_fwd(float* y, const float* x, int64_t nc, int64_t h, int64_t w, int64_t top, int64_t left,
+                int64_t oh, int64_t ow, cudaStream_t s) {
   const int64_t n = nc * oh * ow;
   if (n <= 0) return;
   DL_CHECK(top >= 0 && left >= 0 && top + oh <= h && left + ow <= w,
-           "crop2d: window " << oh << "x" << ow << " at (" << top << ", " << left << ") outside " << h << "x" << w);
+           "crop2d: window " << oh << "x" << ow << " at (" << top << ", " << left << ") outside " << h << "x"
+                             << w);
   crop2d_fwd_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(y, x, nc, h, w, top, left, oh, ow);
   DL_LAUNCH_CHECK("crop2d_fwd_kernel");
 }
 
-void pad2d_fwd(float* y, const float* x, int64_t nc, int64_t h, int64_t w, int64_t top, int64_t left, int64_t oh,
-               int64_t ow, cudaStream_t s) {
+void pad2d_fwd(float* y, const float* x, int64_t nc, int64_t h, int64_t w, int64_t top, int64_t left,
+               int64_t oh, int64_t ow, cudaStream_t s) {
   const int64_t n = nc * oh * ow;
   if (n <= 0) return;
-  DL_CHECK(top >= 0 && left >= 0 && top + h <= oh && left + w <= ow,
-           "pad2d: " << h << "x" << w << " at (" << top << ", " << left << ") does not fit " << oh << "x" << ow);
+  DL_CHECK(
+      top >= 0 && left >= 0 && top + h <= oh && left + w <= ow,
+      "pad2d: " << h << "x" << w << " at (" << top << ", " << left << ") does not fit " << oh << "x" << ow);
   pad2d_fwd_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(y, x, nc, h, w, top, left, oh, ow);
   DL_LAUNCH_CHECK("pad2d_fwd_kernel");
 }

@@ -72,9 +72,7 @@ TEST_CASE("cuda allocator reuses freed blocks and keeps counters", "[cuda][alloc
   cuda::device_free(r, bytes - 4096);
 
   // Tensors go through the same cache: a steady loop makes no new cudaMalloc calls.
-  {
-    Tensor warm = Tensor::zeros({1, 64, 91, 91}, DType::F32, Device::CUDA);
-  }
+  { Tensor warm = Tensor::zeros({1, 64, 91, 91}, DType::F32, Device::CUDA); }
   const size_t before = cuda::num_device_mallocs();
   for (int i = 0; i < 10; ++i) {
     Tensor t = Tensor::zeros({1, 64, 91, 91}, DType::F32, Device::CUDA);
@@ -167,12 +165,14 @@ TEST_CASE("cuda TF32 and convolution-algorithm switches", "[cuda][runtime]") {
   REQUIRE(cuda::conv_algo() == cuda::ConvAlgo::Cudnn);
   // Without cuDNN in the build the cudnn choice falls back to im2col and still works.
   Rng rng(3);
-  Tensor x = Tensor::randn({1, 3, 9, 9}, rng).to(Device::CUDA), w = Tensor::randn({4, 3, 3, 3}, rng).to(Device::CUDA);
+  Tensor x = Tensor::randn({1, 3, 9, 9}, rng).to(Device::CUDA),
+         w = Tensor::randn({4, 3, 3, 3}, rng).to(Device::CUDA);
   Tensor y1 = conv2d(x, w, Tensor(), Conv2dOptions::same(3));
   cuda::set_conv_algo(cuda::ConvAlgo::Im2col);
   Tensor y2 = conv2d(x, w, Tensor(), Conv2dOptions::same(3));
   auto a = y1.to_vector<float>(), b = y2.to_vector<float>();
-  for (size_t i = 0; i < a.size(); ++i) REQUIRE(std::fabs(a[i] - b[i]) <= 1e-4 * std::max(1.f, std::fabs(b[i])));
+  for (size_t i = 0; i < a.size(); ++i)
+    REQUIRE(std::fabs(a[i] - b[i]) <= 1e-4 * std::max(1.f, std::fabs(b[i])));
   cuda::set_conv_algo(algo);
 }
 
