@@ -3,9 +3,10 @@
 // resident memory of each case; then runs bench/torch_ops.py (PyTorch CPU, same cases, same thread
 // count) in the same run and prints ours/torch per row. DEEPERLAB_TORCH_BENCH=0 skips PyTorch.
 // Non-obvious decision: memory is the process's resident-set high-water mark (VmHWM, reset per case
-// through /proc/self/clear_refs) minus the resident size before the case, so it counts the inputs,
-// outputs and every workspace (the im2col column buffer is not a Tensor), the same way for both sides.
-// The header names the OpenBLAS kernel set in use (OPENBLAS_CORETYPE picks it; the GEMM rows depend on it).
+// through /proc/self/clear_refs) minus the resident size before the case (after malloc_trim), so it counts
+// the inputs, outputs and every workspace (the im2col column buffer is not a Tensor), the same way for both
+// sides. The header names the OpenBLAS kernel set in use (OPENBLAS_CORETYPE picks it; the GEMM rows depend on
+// it).
 #include <cblas.h>
 #include <malloc.h>
 #include <omp.h>
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -56,6 +58,14 @@ std::vector<Case> make_cases() {
   return cases;
 }
 
+// Process CPU time (all threads): with --threads 1 on a loaded machine it does not count the time
+// the process waited for a core, unlike the wall clock.
+double cpu_s() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -78,7 +88,7 @@ struct Result {
   double ms = 0, gflops = 0, peak_mb = 0;
 };
 
-Result run_case(const Case& c, int min_reps, double budget_s) {
+Result run_case(const Case& c, int min_reps, double budget_s, bool cpu_clock) {
   malloc_trim(0);  // hand freed memory back so the baseline is this case's alone
   const long rss0 = proc_kb("VmRSS:");
   reset_hwm();
@@ -102,9 +112,9 @@ Result run_case(const Case& c, int min_reps, double budget_s) {
   std::vector<double> times;
   const double start = now_s();
   while (int(times.size()) < min_reps || (now_s() - start < budget_s && times.size() < 50)) {
-    const double t0 = now_s();
+    const double t0 = cpu_clock ? cpu_s() : now_s();
     once();
-    times.push_back(now_s() - t0);
+    times.push_back((cpu_clock ? cpu_s() : now_s()) - t0);
   }
   std::sort(times.begin(), times.end());
   Result r;
@@ -115,7 +125,8 @@ Result run_case(const Case& c, int min_reps, double budget_s) {
 }
 
 // Runs bench/torch_ops.py and parses its "ROW<TAB>name<TAB>ms<TAB>gflops<TAB>peak_mb" lines.
-std::map<std::string, Result> run_torch(int threads, int min_reps, double budget_s, const std::string& only) {
+std::map<std::string, Result> run_torch(int threads, int min_reps, double budget_s, const std::string& only,
+                                        bool cpu_clock) {
   std::map<std::string, Result> out;
   // The script beside this source file, else the one under the working directory.
   std::string script = std::string(__FILE__);
@@ -123,7 +134,7 @@ std::map<std::string, Result> run_torch(int threads, int min_reps, double budget
   if (!std::ifstream(script).good()) script = "bench/torch_ops.py";
   std::ostringstream cmd;
   cmd << "/usr/bin/python3 " << script << " --threads " << threads << " --reps " << min_reps << " --budget "
-      << budget_s << " --only '" << only << "' --machine";
+      << budget_s << " --only '" << only << "' --machine" << (cpu_clock ? " --cpu-time" : "");
   FILE* p = popen(cmd.str().c_str(), "r");
   if (!p) {
     std::fprintf(stderr, "could not run: %s\n", cmd.str().c_str());
@@ -155,6 +166,8 @@ void usage() {
       "  --reps N      minimum timed runs per case (default 3; median reported)\n"
       "  --budget S    keep repeating a case for up to S seconds (default 1.0)\n"
       "  --only STR    run only the cases whose name contains STR\n"
+      "  --cpu-time    time with the process CPU clock instead of the wall clock (use with --threads 1\n"
+      "                on a loaded machine: waiting for a core is not counted)\n"
       "It runs /usr/bin/python3 bench/torch_ops.py (found beside this source file or under the working\n"
       "directory);"
       " env DEEPERLAB_TORCH_BENCH=0 skips PyTorch.");
@@ -165,11 +178,10 @@ void usage() {
 extern "C" char* openblas_get_corename(void);
 
 int main(int argc, char** argv) {
-  // Large blocks always through mmap, so freeing them lowers the resident size between cases.
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   int threads = 2, reps = 3;
   double budget = 1.0;
   std::string only;
+  bool cpu_clock = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -179,15 +191,17 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads")
+    if (a == "--threads") {
       threads = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--reps")
+    } else if (a == "--reps") {
       reps = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--budget")
+    } else if (a == "--budget") {
       budget = std::atof(next().c_str());
-    else if (a == "--only")
+    } else if (a == "--only") {
       only = next();
-    else if (a == "-h" || a == "--help") {
+    } else if (a == "--cpu-time") {
+      cpu_clock = true;
+    } else if (a == "-h" || a == "--help") {
       usage();
       return 0;
     } else {
@@ -205,15 +219,15 @@ int main(int argc, char** argv) {
     if (only.empty() || c.name.find(only) != std::string::npos) cases.push_back(c);
   std::map<std::string, Result> ours;
   for (auto& c : cases) {
-    ours[c.name] = run_case(c, reps, budget);
+    ours[c.name] = run_case(c, reps, budget, cpu_clock);
     std::fprintf(stderr, "  %-28s %9.2f ms\n", c.name.c_str(), ours[c.name].ms);
   }
   std::map<std::string, Result> torch;
-  if (with_torch) torch = run_torch(threads, reps, budget, only);
+  if (with_torch) torch = run_torch(threads, reps, budget, only, cpu_clock);
 
   std::printf(
-      "threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs; OpenBLAS core %s\n",
-      threads, reps, openblas_get_corename());
+      "threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs (%s); OpenBLAS core %s\n",
+      threads, reps, cpu_clock ? "process CPU time" : "wall clock", openblas_get_corename());
   std::printf(
       "| case | ours ms | ours GFLOP/s | ours peak MB | torch ms | torch GFLOP/s | torch peak MB | "
       "ours/torch |\n");

@@ -185,6 +185,29 @@ TEST_CASE("depthwise k=1,3,5,7,9 s=1,2 d=1,2,6,18 'same' vs direct, float and do
         }
 }
 
+TEST_CASE("depthwise channel blocks (>= one vector of channels) vs direct", "[conv][paths]") {
+  // 19 channels: one or two whole channel blocks plus a remainder through the plane kernels.
+  for (int64_t k : {3, 5, 7, 9})
+    for (int64_t s : {1, 2})
+      for (int64_t d : {1, 2, 6}) {
+        DYNAMIC_SECTION("depthwise blocks k=" << k << " s=" << s << " d=" << d << " 2x19x11x13") {
+          const Shape x{2, 19, 11, 13};
+          ConvGeom g = geom(x, 19, k, Conv2dOptions::same(k, s, d, 19));
+          check_path<float>(Path::Depthwise, g, d == 1, tol_for<float>(), 91);
+          check_path<double>(Path::Depthwise, g, d == 2, tol_for<double>(), 92);
+        }
+      }
+  Conv2dOptions wide;  // padding beyond (k - 1) * d: the grad-input gather sees negative padding
+  wide.groups = 17;
+  wide.pad_h = 4;
+  wide.pad_w = 5;
+  DYNAMIC_SECTION("depthwise blocks 3x3 pad 4x5 1x17x6x9") {
+    ConvGeom g = conv_geometry({1, 17, 6, 9}, {17, 1, 3, 3}, wide);
+    check_path<float>(Path::Depthwise, g, true, tol_for<float>(), 93);
+    check_path<double>(Path::Depthwise, g, true, tol_for<double>(), 94);
+  }
+}
+
 TEST_CASE("depthwise without padding, extra padding, non-square kernel and stride", "[conv][paths]") {
   Conv2dOptions valid;
   valid.groups = 4;
@@ -281,6 +304,10 @@ TEST_CASE("gradcheck (float64) through each fast path", "[conv][paths][grad]") {
        {1, 2, 6, 7},
        {2, 1, 4, 4},
        Conv2dOptions::same(4, 1, 1, 2)},
+      {"depthwise channel block k=3 s=1 d=1 1x9x4x5",
+       {1, 9, 4, 5},
+       {9, 1, 3, 3},
+       Conv2dOptions::same(3, 1, 1, 9)},
   };
   for (const auto& c : cases) DYNAMIC_SECTION("gradcheck " << c.name) {
       Rng rng(81);

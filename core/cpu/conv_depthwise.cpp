@@ -1,15 +1,16 @@
-// Depthwise convolution (groups == c_in == c_out) on the CPU, one (n, c) plane per OpenMP iteration.
-// Non-obvious decision: each input plane is first copied into a thread-local "phase" buffer: its rows
-// zero-padded left and right and, for stride s, split into s column phases (phase q holds columns
-// q, q+s, q+2s, ...). Every tap of every output pixel then reads a contiguous, always-valid run of
-// that buffer, so the whole row (borders included) runs as full-width vector code with no bounds
-// checks; rows above and below the image point at a zero row. Kernels are specialised for k = 3, 5, 7
-// (all k*k taps unrolled, one accumulator per kernel row for instruction-level parallelism), with a
-// generic loop for other k. Grad-input with stride 1 is the same kernel on gy with the flipped filter
-// (a gather, no races); with stride > 1 each thread scatters into the one gx plane it owns.
-// Grad-weight is a per-channel reduction: vector accumulators in T per plane, summed in double.
+// Depthwise convolution (groups == c_in == c_out) on the CPU.
+// Non-obvious decision: the forward pass (and the stride-1 grad-input, which is the forward pass on
+// gy with the flipped filter: a gather, no races) works on blocks of L channels with the vector
+// running over channels: the L planes are transposed into a zero-padded (row, column, channel)
+// buffer, so every tap of every pixel is one aligned vector load and no bounds are checked.
+// Channels left over (fewer than L) and grad-weight use per-plane kernels: each plane is copied into
+// a zero-padded buffer split into stride phases, so every tap reads a contiguous, always-valid run
+// and whole rows run as vectors; k = 3, 5, 7 are unrolled at compile time, other k loop at run time.
+// With stride > 1, grad-input scatters into the one gx plane each thread owns. Grad-weight is a
+// per-channel reduction: vector accumulators in T per plane, summed in double.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu/conv_fast.h"
@@ -373,6 +374,216 @@ void plane_weight(double* acc, const T* gy, const T* x, const PlaneGeom& p, Scra
   }
 }
 
+// ---- channel-blocked kernel ----
+// Row vectors waste lanes on narrow planes (33 columns fill 48 lanes) and split most loads across
+// cache lines. Here L channels are processed together with the vector running over channels: the L planes are
+// transposed into a zero-padded (row, column, channel) buffer, each tap is one vector of L channel weights,
+// and every load is a whole aligned vector. Transposes are L x L register shuffles.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DL_DW_CHANNEL_BLOCKS 1
+template <class T>
+struct Transpose {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  typedef I Vi __attribute__((vector_size(kVecBytes)));
+  Vi lo[8], hi[8];  // masks per round (half-size h = L/2, L/4, ..., 1)
+  int rounds = 0;
+  Transpose() {
+    for (int h = S::L / 2; h >= 1; h /= 2, ++rounds) {
+      for (int p = 0; p < S::L; ++p) {
+        const int seg = p / (2 * h), q = p % (2 * h);
+        lo[rounds][p] = q < h ? I(seg * 2 * h + q) : I(S::L + seg * 2 * h + q - h);
+        hi[rounds][p] = q < h ? I(seg * 2 * h + h + q) : I(S::L + seg * 2 * h + q);
+      }
+    }
+  }
+  // r[i][j] -> r[j][i]: each round swaps the off-diagonal blocks of size h.
+  void operator()(V* r) const {
+    constexpr int kRounds = S::L == 16 ? 4 : S::L == 8 ? 3 : S::L == 4 ? 2 : 1;
+#pragma GCC unroll 4
+    for (int round = 0; round < kRounds; ++round) {
+      const int h = S::L >> (round + 1);
+#pragma GCC unroll 16
+      for (int i = 0; i < S::L; ++i)
+        if (!(i & h)) {
+          const V a = r[i], b = r[i + h];
+          r[i] = __builtin_shuffle(a, b, lo[round]);
+          r[i + h] = __builtin_shuffle(a, b, hi[round]);
+        }
+    }
+  }
+};
+
+template <class T>
+struct BlockScratch {
+  using S = Simd<T>;
+  using V = typename S::V;
+  int64_t hp, wp, wpr;
+  std::vector<V> pbuf;  // (hp, wpr) pixels of L channels
+  std::vector<T> rows;  // (L, wpr): one padded input row per channel before the transpose
+  std::vector<V> wb;    // (kh*kw) taps of L channel weights
+  std::vector<T> orow;  // (L, round_up(wo, L)): one output row per channel after the transpose
+  Transpose<T> tr;
+  explicit BlockScratch(const PlaneGeom& p) {
+    hp = (p.ho - 1) * p.sh + (p.kh - 1) * p.dh + 1;
+    wp = (p.wo - 1) * p.sw + (p.kw - 1) * p.dw + 1;
+    wpr = round_up(wp, S::L);
+    pbuf.resize(size_t(hp * wpr));
+    rows.resize(size_t(S::L * wpr));
+    wb.resize(size_t(p.kh * p.kw));
+    orow.resize(size_t(S::L * round_up(p.wo, S::L)));
+  }
+};
+
+// NX output pixels of one row starting at ox; acc[i] holds pixel ox+i for the L channels. SW > 0:
+// horizontal stride fixed at compile time (constant load offsets).
+template <class T, int NX, int SW>
+inline void block_pixels_s(typename Simd<T>::V* acc, const typename Simd<T>::V* pb, int64_t wpr,
+                           const typename Simd<T>::V* wb, typename Simd<T>::V init, const PlaneGeom& p,
+                           int64_t oy, int64_t ox) {
+  using V = typename Simd<T>::V;
+  const int64_t sw = SW > 0 ? SW : p.sw;
+  V a[NX];
+  for (int i = 0; i < NX; ++i) a[i] = init;
+  for (int64_t ky = 0; ky < p.kh; ++ky) {
+    const V* row = pb + (oy * p.sh + ky * p.dh) * wpr + ox * sw;
+    for (int64_t kx = 0; kx < p.kw; ++kx) {
+      const V wv = wb[ky * p.kw + kx];
+      const V* src = row + kx * p.dw;
+#pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i) a[i] += wv * src[i * sw];
+    }
+  }
+  for (int i = 0; i < NX; ++i) acc[i] = a[i];
+}
+template <class T, int NX>
+inline void block_pixels(typename Simd<T>::V* acc, const typename Simd<T>::V* pb, int64_t wpr,
+                         const typename Simd<T>::V* wb, typename Simd<T>::V init, const PlaneGeom& p,
+                         int64_t oy, int64_t ox) {
+  if (p.sw == 1) return block_pixels_s<T, NX, 1>(acc, pb, wpr, wb, init, p, oy, ox);
+  if (p.sw == 2) return block_pixels_s<T, NX, 2>(acc, pb, wpr, wb, init, p, oy, ox);
+  block_pixels_s<T, NX, 0>(acc, pb, wpr, wb, init, p, oy, ox);
+}
+
+template <class T, int NX>
+inline void block_pixels_tail(int nx, typename Simd<T>::V* acc, const typename Simd<T>::V* pb, int64_t wpr,
+                              const typename Simd<T>::V* wb, typename Simd<T>::V init, const PlaneGeom& p,
+                              int64_t oy, int64_t ox) {
+  if constexpr (NX >= 1) {
+    if (nx == NX) return block_pixels<T, NX>(acc, pb, wpr, wb, init, p, oy, ox);
+    block_pixels_tail<T, NX - 1>(nx, acc, pb, wpr, wb, init, p, oy, ox);
+  }
+}
+
+// Channels c0 .. c0+L-1 of one image: out/in point at channel c0's plane; wk at its weights (kh*kw
+// each), flipped when `flip` (the grad-input gather); bias may be null.
+template <class T>
+void block_fwd(T* out, const T* in, const T* wk, const T* bias, bool flip, const PlaneGeom& p,
+               BlockScratch<T>& sc) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int L = S::L;
+  const int64_t kk = p.kh * p.kw, ohw = p.ho * p.wo, ihw = p.h * p.w, wor = round_up(p.wo, L);
+  for (int64_t t = 0; t < kk; ++t)
+    for (int l = 0; l < L; ++l) sc.wb[t][l] = wk[l * kk + (flip ? kk - 1 - t : t)];
+  V init{};
+  for (int l = 0; l < L; ++l) init[l] = bias ? bias[l] : T(0);
+  // Pack: padded row yy holds input row yy - ph; column xx holds input column xx - pw.
+  int64_t lo, hi;  // padded columns that hold input columns
+  lo = std::clamp<int64_t>(p.pw, 0, sc.wpr);
+  hi = std::clamp<int64_t>(p.pw + p.w, lo, sc.wpr);
+  const int64_t src0 = lo - p.pw;  // first input column copied
+  V tile[L];
+  for (int64_t yy = 0; yy < sc.hp; ++yy) {
+    V* prow = sc.pbuf.data() + yy * sc.wpr;
+    const int64_t iy = yy - p.ph;
+    if (iy < 0 || iy >= p.h) {
+      std::fill(prow, prow + sc.wpr, V{});
+      continue;
+    }
+    for (int l = 0; l < L; ++l) {
+      T* r = sc.rows.data() + l * sc.wpr;
+      const T* src = in + l * ihw + iy * p.w + src0 - lo;
+      // Plain loops: rows are short, a library call per row costs more than the copy.
+      for (int64_t j = 0; j < lo; ++j) r[j] = T(0);
+      for (int64_t j = lo; j < hi; ++j) r[j] = src[j];
+      for (int64_t j = hi; j < sc.wpr; ++j) r[j] = T(0);
+    }
+    for (int64_t xb = 0; xb < sc.wpr; xb += L) {
+      for (int l = 0; l < L; ++l) tile[l] = S::load(sc.rows.data() + l * sc.wpr + xb);
+      sc.tr(tile);
+      for (int j = 0; j < L; ++j) prow[xb + j] = tile[j];
+    }
+  }
+  for (int64_t oy = 0; oy < p.ho; ++oy) {
+    for (int64_t ox = 0; ox < p.wo; ox += L) {
+      const int nx = int(std::min<int64_t>(L, p.wo - ox));
+      if (nx == L) {
+        block_pixels<T, L>(tile, sc.pbuf.data(), sc.wpr, sc.wb.data(), init, p, oy, ox);
+      } else {
+        block_pixels_tail<T, L - 1>(nx, tile, sc.pbuf.data(), sc.wpr, sc.wb.data(), init, p, oy, ox);
+        for (int i = nx; i < L; ++i) tile[i] = V{};
+      }
+      sc.tr(tile);
+      for (int l = 0; l < L; ++l) S::store(sc.orow.data() + l * wor + ox, tile[l]);
+    }
+    for (int l = 0; l < L; ++l) {
+      T* dst = out + l * ohw + oy * p.wo;
+      const T* src = sc.orow.data() + l * wor;
+      for (int64_t j = 0; j < p.wo; ++j) dst[j] = src[j];
+    }
+  }
+}
+#endif
+
+// Every (image, channel) plane of a depthwise convolution described by p: whole blocks of L channels
+// through the channel-blocked kernel where the compiler supports it, the remaining channels (and
+// everything on other compilers) through the plane kernels. flip: use the flipped filter.
+template <class T>
+void depthwise_planes(T* out, const T* in, const T* w, const T* bias, bool flip, const PlaneGeom& p,
+                      int64_t n_img, int64_t channels) {
+  const int64_t ihw = p.h * p.w, ohw = p.ho * p.wo, kk = p.kh * p.kw;
+  constexpr int64_t L = Simd<T>::L;
+  int64_t blocks = 0;
+#ifdef DL_DW_CHANNEL_BLOCKS
+  // Measured faster than the plane kernels at every DeeperLab size (33 to 257 pixels wide); the
+  // padded block buffer (one per thread) is capped so huge planes stay on the plane kernels.
+  const int64_t block_bytes = ((p.ho - 1) * p.sh + (p.kh - 1) * p.dh + 1) *
+                              round_up((p.wo - 1) * p.sw + (p.kw - 1) * p.dw + 1, L) * L * int64_t(sizeof(T));
+  if (channels >= L && block_bytes <= (int64_t(64) << 20)) blocks = channels / L;
+#endif
+  const int64_t rest = channels - blocks * L;
+#pragma omp parallel
+  {
+#ifdef DL_DW_CHANNEL_BLOCKS
+    if (blocks > 0) {
+      BlockScratch<T> bs(p);
+#pragma omp for collapse(2) schedule(static) nowait
+      for (int64_t n = 0; n < n_img; ++n)
+        for (int64_t b = 0; b < blocks; ++b) {
+          const int64_t c0 = b * L;
+          block_fwd(out + (n * channels + c0) * ohw, in + (n * channels + c0) * ihw, w + c0 * kk,
+                    bias ? bias + c0 : nullptr, flip, p, bs);
+        }
+    }
+#endif
+    if (rest > 0) {
+      Scratch<T> sc(p, false);
+      std::vector<T> wf(kk);
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t n = 0; n < n_img; ++n)
+        for (int64_t r = 0; r < rest; ++r) {
+          const int64_t c = blocks * L + r;
+          const T* wc = w + c * kk;
+          for (int64_t i = 0; i < kk; ++i) wf[i] = flip ? wc[kk - 1 - i] : wc[i];
+          plane_fwd_any(out + (n * channels + c) * ohw, in + (n * channels + c) * ihw, wf.data(),
+                        bias ? bias[c] : T(0), p, sc);
+        }
+    }
+  }
+}
+
 PlaneGeom fwd_plane_geom(const ConvGeom& g) {
   return {g.h, g.w, g.h_out, g.w_out, g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w};
 }
@@ -381,17 +592,7 @@ PlaneGeom fwd_plane_geom(const ConvGeom& g) {
 
 template <class T>
 void conv2d_fwd_depthwise(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
-  const PlaneGeom p = fwd_plane_geom(g);
-  const int64_t hw = g.h * g.w, ohw = g.h_out * g.w_out, kk = g.kh * g.kw;
-#pragma omp parallel
-  {
-    Scratch<T> sc(p, false);
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t n = 0; n < g.n; ++n)
-      for (int64_t c = 0; c < g.c_in; ++c)
-        plane_fwd_any(y + (n * g.c_in + c) * ohw, x + (n * g.c_in + c) * hw, w + c * kk,
-                      bias ? bias[c] : T(0), p, sc);
-  }
+  depthwise_planes(y, x, w, bias, false, fwd_plane_geom(g), g.n, g.c_in);
 }
 
 template <class T>
@@ -411,18 +612,7 @@ void conv2d_bwd_input_depthwise(T* gx, const T* gy, const T* w, const ConvGeom& 
                       (g.kw - 1) * g.dil_w - g.pad_w,
                       g.dil_h,
                       g.dil_w};
-#pragma omp parallel
-    {
-      Scratch<T> sc(p, false);
-      std::vector<T> wf(kk);
-#pragma omp for collapse(2) schedule(static)
-      for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t c = 0; c < g.c_in; ++c) {
-          const T* wc = w + c * kk;
-          for (int64_t i = 0; i < kk; ++i) wf[i] = wc[kk - 1 - i];
-          plane_fwd_any(gx + (n * g.c_in + c) * hw, gy + (n * g.c_in + c) * ohw, wf.data(), T(0), p, sc);
-        }
-    }
+    depthwise_planes(gx, gy, w, static_cast<const T*>(nullptr), true, p, g.n, g.c_in);
     return;
   }
   // Strided: scatter tap by tap into the gx plane this iteration owns.
