@@ -6,6 +6,5 @@
 namespace dl::cli {
 #define DL_STUB(NAME) \
   int cmd_##NAME(int, char**) { DL_FAIL("'" #NAME "' is not available in this build yet"); }
-DL_STUB(bench)
 #undef DL_STUB
 }  // namespace dl::cli
