@@ -272,6 +272,18 @@ TrainResult train(const TrainOptions& opt) {
   fs::create_directories(out_dir, ec);
   DL_CHECK(!ec, "train: cannot create output folder " << out_dir << ": " << ec.message());
   const std::string log_path = (fs::path(out_dir) / "train_log.jsonl").string();
+  if (!opt.resume.empty() && fs::exists(log_path)) {
+    // A run interrupted after its last checkpoint logged steps that the resumed run repeats: drop them.
+    std::ifstream in(log_path);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step)
+        kept += line + "\n";
+    }
+    in.close();
+    write_file_atomic(log_path, kept);
+  }
   std::ofstream log(log_path, opt.resume.empty() ? std::ios::trunc : std::ios::app);
   DL_CHECK(log, "train: cannot write the log " << log_path);
   {

@@ -140,6 +140,8 @@ TEST_CASE("e2e resume: 3 steps + resume to 6 == 6 steps, bit for bit", "[e2e]") 
   RunResult b1 = run(base + " --out " + (tmp / "b") + " --stop-after 3");
   INFO(b1.output);
   REQUIRE(b1.code == 0);
+  // As if the interrupted run had logged a step after its last checkpoint: the resumed run drops it.
+  std::ofstream(tmp / "b/train_log.jsonl", std::ios::app) << "{\"step\":4,\"loss\":1.0}\n";
   RunResult b2 = run(base + " --out " + (tmp / "b") + " --resume " + (tmp / "b/checkpoint.safetensors"));
   INFO(b2.output);
   REQUIRE(b2.code == 0);
