@@ -61,8 +61,9 @@ Result run_case(DeeperLab& model, const Tensor& x, bool backward, int reps) {
     if (backward) {
       model.zero_grad();
       HeadOutputs h = model.forward(x);
-      Tensor loss = add(add(add(add(sum(h.semantic), sum(h.heatmap)), sum(h.long_offsets)), sum(h.short_offsets)),
-                        sum(h.mid_offsets));
+      Tensor loss =
+          add(add(add(add(sum(h.semantic), sum(h.heatmap)), sum(h.long_offsets)), sum(h.short_offsets)),
+              sum(h.mid_offsets));
       loss.backward();
     } else {
       NoGradGuard ng;
@@ -79,15 +80,15 @@ Result run_case(DeeperLab& model, const Tensor& x, bool backward, int reps) {
   return res;
 }
 
-std::map<std::string, Result> run_torch(const std::vector<std::string>& configs, const std::string& size, int threads,
-                                        int reps) {
+std::map<std::string, Result> run_torch(const std::vector<std::string>& configs, const std::string& size,
+                                        int threads, int reps) {
   std::map<std::string, Result> out;
   std::string script = __FILE__;
   script = script.substr(0, script.find_last_of('/') + 1) + "torch_network.py";
   if (!std::ifstream(script).good()) script = "bench/torch_network.py";
   std::ostringstream cmd;
-  cmd << "/usr/bin/python3 " << script << " --machine --size " << size << " --threads " << threads << " --reps "
-      << reps;
+  cmd << "/usr/bin/python3 " << script << " --machine --size " << size << " --threads " << threads
+      << " --reps " << reps;
   for (const auto& c : configs) cmd << " --config " << c;
   FILE* p = popen(cmd.str().c_str(), "r");
   if (!p) return out;
@@ -106,7 +107,9 @@ std::map<std::string, Result> run_torch(const std::vector<std::string>& configs,
   return out;
 }
 
-std::string basename(const std::string& p) { return p.substr(p.find_last_of('/') + 1); }
+std::string basename(const std::string& p) {
+  return p.substr(p.find_last_of('/') + 1);
+}
 
 }  // namespace
 
@@ -135,7 +138,8 @@ int main(int argc, char** argv) {
       std::printf(
           "usage: bench_network [--config FILE]... [--size HxW] [--threads N] [--reps R]\n"
           "  defaults: examples/configs/wider_mnv2.json and examples/configs/xception71.json, 513x513,\n"
-          "  2 threads, median of 2 runs after one warm-up. Runs /usr/bin/python3 bench/torch_network.py for\n"
+          "  2 threads, median of 2 runs after one warm-up. Runs /usr/bin/python3 bench/torch_network.py "
+          "for\n"
           "  the PyTorch column (DEEPERLAB_TORCH_BENCH=0 skips it). Run from the repository root.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
@@ -157,8 +161,8 @@ int main(int argc, char** argv) {
     for (bool bwd : {false, true}) {
       const std::string name = basename(cfg_path) + (bwd ? " fwd+bwd" : " fwd");
       Result r = run_case(model, x, bwd, reps);
-      std::printf("  ours  %-28s %10.1f ms  %7.1f GMAC/s  peak %8.1f MB (tensors %8.1f MB)\n", name.c_str(), r.ms,
-                  macs * (bwd ? 3 : 1) / (r.ms * 1e6), r.peak_mb, r.tensor_peak_mb);
+      std::printf("  ours  %-28s %10.1f ms  %7.1f GMAC/s  peak %8.1f MB (tensors %8.1f MB)\n", name.c_str(),
+                  r.ms, macs * (bwd ? 3 : 1) / (r.ms * 1e6), r.peak_mb, r.tensor_peak_mb);
       std::fflush(stdout);
       ours.emplace_back(name, r);
     }
@@ -166,15 +170,17 @@ int main(int argc, char** argv) {
   const char* env = std::getenv("DEEPERLAB_TORCH_BENCH");
   if (env && std::string(env) == "0") return 0;
   auto torch = run_torch(configs, size, threads, reps);
-  std::printf("\n| case | ours ms | torch ms | ours/torch | ours peak MB | torch peak MB |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "\n| case | ours ms | torch ms | ours/torch | ours peak MB | torch peak MB "
+      "|\n|---|---|---|---|---|---|\n");
   for (const auto& [name, r] : ours) {
     auto it = torch.find(name);
     if (it == torch.end()) {
       std::printf("| %s | %.1f | - | - | %.1f | - |\n", name.c_str(), r.ms, r.peak_mb);
       continue;
     }
-    std::printf("| %s | %.1f | %.1f | %.2f | %.1f | %.1f |\n", name.c_str(), r.ms, it->second.ms, r.ms / it->second.ms,
-                r.peak_mb, it->second.peak_mb);
+    std::printf("| %s | %.1f | %.1f | %.2f | %.1f | %.1f |\n", name.c_str(), r.ms, it->second.ms,
+                r.ms / it->second.ms, r.peak_mb, it->second.peak_mb);
   }
   return 0;
 }

@@ -23,7 +23,8 @@ void parse_size(const std::string& s, int64_t& h, int64_t& w) {
 }  // namespace
 
 int cmd_params(int argc, char** argv) {
-  ArgParser ap("params", "List every parameter (name, shape), the total count and the multiply-adds of a config.");
+  ArgParser ap("params",
+               "List every parameter (name, shape), the total count and the multiply-adds of a config.");
   ap.option("config", "config JSON (e.g. examples/configs/wider_mnv2.json)", "", true)
       .option("size", "input size HxW for the multiply-add count", "513x513")
       .flag("buffers", "also list the buffers (BatchNorm running statistics)")

@@ -8,11 +8,13 @@ ASPP::ASPP(int64_t in, int64_t c, const std::vector<int64_t>& rates, Rng& rng, c
   branch0 = register_module("branch0", std::make_shared<ConvBn>(in, c, 1, rng, bn));
   for (size_t i = 0; i < rates.size(); ++i) {
     DL_CHECK(rates[i] >= 1, "ASPP: atrous rate must be >= 1, got " << rates[i]);
-    atrous.push_back(register_module("branch" + std::to_string(i + 1),
-                                     std::make_shared<SeparableConv2d>(in, c, 3, rng, bn, 1, rates[i], true)));
+    atrous.push_back(
+        register_module("branch" + std::to_string(i + 1),
+                        std::make_shared<SeparableConv2d>(in, c, 3, rng, bn, 1, rates[i], true)));
   }
   pool = register_module("pool", std::make_shared<ConvBn>(in, c, 1, rng, bn));
-  project = register_module("project", std::make_shared<ConvBn>(c * int64_t(rates.size() + 2), c, 1, rng, bn));
+  project =
+      register_module("project", std::make_shared<ConvBn>(c * int64_t(rates.size() + 2), c, 1, rng, bn));
 }
 
 Tensor ASPP::forward(const Tensor& x) const {

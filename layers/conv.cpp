@@ -7,15 +7,24 @@ namespace {
 thread_local MacCounter* g_counter = nullptr;
 }
 
-MacCounter::MacCounter(bool skip) : skip_compute(skip), prev_(g_counter) { g_counter = this; }
-MacCounter::~MacCounter() { g_counter = prev_; }
-MacCounter* current_mac_counter() { return g_counter; }
+MacCounter::MacCounter(bool skip) : skip_compute(skip), prev_(g_counter) {
+  g_counter = this;
+}
+MacCounter::~MacCounter() {
+  g_counter = prev_;
+}
+MacCounter* current_mac_counter() {
+  return g_counter;
+}
 
 Tensor apply_act(const Tensor& x, Act act) {
   switch (act) {
-    case Act::ReLU: return relu(x);
-    case Act::ReLU6: return relu6(x);
-    case Act::None: break;
+    case Act::ReLU:
+      return relu(x);
+    case Act::ReLU6:
+      return relu6(x);
+    case Act::None:
+      break;
   }
   return x;
 }
@@ -45,7 +54,8 @@ BatchNorm2d::BatchNorm2d(int64_t c, const BatchNormOptions& o) : opt(o) {
   bias = register_parameter("bias", Tensor::zeros({c}));
   running_mean = register_buffer("running_mean", Tensor::zeros({c}));
   running_var = register_buffer("running_var", Tensor::ones({c}));
-  if (o.track_num_batches) num_batches_tracked = register_buffer("num_batches_tracked", Tensor::zeros({}, DType::I32));
+  if (o.track_num_batches)
+    num_batches_tracked = register_buffer("num_batches_tracked", Tensor::zeros({}, DType::I32));
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) const {
@@ -59,14 +69,16 @@ Tensor BatchNorm2d::forward(const Tensor& x) const {
   return y;
 }
 
-ConvBn::ConvBn(int64_t in, int64_t out, int64_t k, Rng& rng, const BatchNormOptions& bno, Act a, int64_t stride,
-               int64_t dilation, int64_t groups)
+ConvBn::ConvBn(int64_t in, int64_t out, int64_t k, Rng& rng, const BatchNormOptions& bno, Act a,
+               int64_t stride, int64_t dilation, int64_t groups)
     : act(a) {
   conv = register_module("conv", std::make_shared<Conv2d>(in, out, k, rng, stride, dilation, groups));
   bn = register_module("bn", std::make_shared<BatchNorm2d>(out, bno));
 }
 
-Tensor ConvBn::forward(const Tensor& x) const { return apply_act(bn->forward(conv->forward(x)), act); }
+Tensor ConvBn::forward(const Tensor& x) const {
+  return apply_act(bn->forward(conv->forward(x)), act);
+}
 
 SeparableConv2d::SeparableConv2d(int64_t in, int64_t out, int64_t k, Rng& rng, const BatchNormOptions& bno,
                                  int64_t stride, int64_t dilation, bool a)

@@ -28,8 +28,8 @@ MacCounter* current_mac_counter();
 
 struct BatchNormOptions {
   double eps = 1e-3;
-  double momentum = 0.1;             // PyTorch's convention: running = (1 - m) running + m batch
-  bool track_num_batches = false;    // adds a num_batches_tracked buffer (I32, counted on the host)
+  double momentum = 0.1;           // PyTorch's convention: running = (1 - m) running + m batch
+  bool track_num_batches = false;  // adds a num_batches_tracked buffer (I32, counted on the host)
 };
 
 enum class Act { None, ReLU, ReLU6 };
@@ -38,8 +38,8 @@ Tensor apply_act(const Tensor& x, Act act);
 class Conv2d : public Module {
  public:
   // Weight (out, in / groups, k, k) He-normal; bias zeros when `bias`.
-  Conv2d(int64_t in, int64_t out, int64_t k, Rng& rng, int64_t stride = 1, int64_t dilation = 1, int64_t groups = 1,
-         bool bias = false);
+  Conv2d(int64_t in, int64_t out, int64_t k, Rng& rng, int64_t stride = 1, int64_t dilation = 1,
+         int64_t groups = 1, bool bias = false);
   Tensor forward(const Tensor& x) const;
   Tensor weight, bias;
   Conv2dOptions opt;
@@ -69,8 +69,8 @@ class ConvBn : public Module {
 // act = false: the pre-activation Xception units (ReLU comes before the separable conv, none inside).
 class SeparableConv2d : public Module {
  public:
-  SeparableConv2d(int64_t in, int64_t out, int64_t k, Rng& rng, const BatchNormOptions& bn, int64_t stride = 1,
-                  int64_t dilation = 1, bool act = true);
+  SeparableConv2d(int64_t in, int64_t out, int64_t k, Rng& rng, const BatchNormOptions& bn,
+                  int64_t stride = 1, int64_t dilation = 1, bool act = true);
   Tensor forward(const Tensor& x) const;
   std::shared_ptr<Conv2d> depthwise, pointwise;
   std::shared_ptr<BatchNorm2d> depthwise_bn, pointwise_bn;

@@ -7,9 +7,9 @@ Decoder::Decoder(int64_t low_in, int64_t low_c, int64_t aspp_c, std::vector<int6
                  Rng& rng, const BatchNormOptions& bn)
     : widths(std::move(w)), block(b) {
   DL_CHECK(b >= 1 && !widths.empty() && widths.back() % (b * b) == 0,
-           "Decoder: needs at least one width and the last one divisible by " << b * b << " (depth_to_space("
-                                                                               << b << ")), got last "
-                                                                               << (widths.empty() ? 0 : widths.back()));
+           "Decoder: needs at least one width and the last one divisible by "
+               << b * b << " (depth_to_space(" << b << ")), got last "
+               << (widths.empty() ? 0 : widths.back()));
   low_level = register_module("low_level", std::make_shared<ConvBn>(low_in, low_c, 1, rng, bn));
   int64_t in = aspp_c + b * b * low_c;
   for (size_t i = 0; i < widths.size(); ++i) {

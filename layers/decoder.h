@@ -10,8 +10,8 @@ namespace dl {
 // as DESIGN.md). Children: low_level (ConvBn), sep1, sep2.
 class Decoder : public Module {
  public:
-  Decoder(int64_t low_level_in, int64_t low_level_channels, int64_t aspp_channels, std::vector<int64_t> widths,
-          int64_t kernel, int64_t block, Rng& rng, const BatchNormOptions& bn);
+  Decoder(int64_t low_level_in, int64_t low_level_channels, int64_t aspp_channels,
+          std::vector<int64_t> widths, int64_t kernel, int64_t block, Rng& rng, const BatchNormOptions& bn);
   Tensor forward(const Tensor& low_level, const Tensor& aspp) const;
   int64_t out_channels() const { return widths.back() / (block * block); }
   std::shared_ptr<ConvBn> low_level;
@@ -24,7 +24,8 @@ class Decoder : public Module {
 // Children: sep, conv.
 class PredictionHead : public Module {
  public:
-  PredictionHead(int64_t in, int64_t width, int64_t outputs, int64_t kernel, Rng& rng, const BatchNormOptions& bn);
+  PredictionHead(int64_t in, int64_t width, int64_t outputs, int64_t kernel, Rng& rng,
+                 const BatchNormOptions& bn);
   Tensor forward(const Tensor& x) const { return conv->forward(sep->forward(x)); }
   std::shared_ptr<SeparableConv2d> sep;
   std::shared_ptr<Conv2d> conv;

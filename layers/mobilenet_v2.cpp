@@ -7,13 +7,14 @@
 
 namespace dl {
 
-InvertedResidual::InvertedResidual(int64_t in, int64_t out, int64_t t, int64_t k, int64_t stride, int64_t dilation,
-                                   Rng& rng, const BatchNormOptions& bn) {
+InvertedResidual::InvertedResidual(int64_t in, int64_t out, int64_t t, int64_t k, int64_t stride,
+                                   int64_t dilation, Rng& rng, const BatchNormOptions& bn) {
   hidden = int64_t(std::lround(double(in) * double(t)));
   residual = stride == 1 && in == out;
-  if (t != 1) expand = register_module("expand", std::make_shared<ConvBn>(in, hidden, 1, rng, bn, Act::ReLU6));
-  depthwise = register_module(
-      "depthwise", std::make_shared<ConvBn>(hidden, hidden, k, rng, bn, Act::ReLU6, stride, dilation, hidden));
+  if (t != 1)
+    expand = register_module("expand", std::make_shared<ConvBn>(in, hidden, 1, rng, bn, Act::ReLU6));
+  depthwise = register_module("depthwise", std::make_shared<ConvBn>(hidden, hidden, k, rng, bn, Act::ReLU6,
+                                                                    stride, dilation, hidden));
   project = register_module("project", std::make_shared<ConvBn>(hidden, out, 1, rng, bn, Act::None));
 }
 
@@ -34,7 +35,7 @@ MobileNetV2::MobileNetV2(const MobileNetV2Options& o, Rng& rng) {
   struct Stage {
     int64_t t, c, n, s;
   };
-  const Stage stages[] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+  const Stage stages[] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
                           {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
   StrideTracker st{o.output_stride};
   int64_t in = make_divisible(32 * o.width_multiplier);
@@ -44,7 +45,8 @@ MobileNetV2::MobileNetV2(const MobileNetV2Options& o, Rng& rng) {
     const int64_t out = make_divisible(double(s.c) * o.width_multiplier);
     for (int64_t i = 0; i < s.n; ++i) {
       auto [stride, dil] = st.next(i == 0 ? s.s : 1);
-      auto b = blocks->append(std::make_shared<InvertedResidual>(in, out, s.t, o.kernel_size, stride, dil, rng, o.bn));
+      auto b = blocks->append(
+          std::make_shared<InvertedResidual>(in, out, s.t, o.kernel_size, stride, dil, rng, o.bn));
       if (st.current == 4) {
         low_level_block = int64_t(blocks->items.size()) - 1;
         low_level_channels = b->hidden;

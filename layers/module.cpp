@@ -15,7 +15,8 @@ void Module::check_name(const std::string& name) const {
       if (p.first == name) return true;
     return false;
   };
-  DL_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), "Module: name '" << name << "' registered twice");
+  DL_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_),
+           "Module: name '" << name << "' registered twice");
 }
 
 Tensor Module::register_parameter(const std::string& name, Tensor t) {

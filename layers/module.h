@@ -37,7 +37,7 @@ class Module {
   NamedTensors state_dict() const;  // parameters and buffers, PyTorch's order
   std::vector<Tensor> parameters() const;
   std::vector<std::pair<std::string, const Module*>> named_modules() const;  // "" is this module
-  int64_t num_parameters() const;  // elements of every parameter
+  int64_t num_parameters() const;                                            // elements of every parameter
 
   // ---- modes and placement ----
   void train(bool on = true);  // recursive

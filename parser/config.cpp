@@ -14,18 +14,45 @@ using json = nlohmann::json;
 
 namespace {
 
-template <class T> const char* type_name();
-template <> const char* type_name<bool>() { return "bool"; }
-template <> const char* type_name<int64_t>() { return "integer"; }
-template <> const char* type_name<double>() { return "number"; }
-template <> const char* type_name<std::string>() { return "string"; }
-template <> const char* type_name<IntList>() { return "list of integers"; }
-template <> [[maybe_unused]] const char* type_name<DoubleList>() { return "list of numbers"; }
+template <class T>
+const char* type_name();
+template <>
+const char* type_name<bool>() {
+  return "bool";
+}
+template <>
+const char* type_name<int64_t>() {
+  return "integer";
+}
+template <>
+const char* type_name<double>() {
+  return "number";
+}
+template <>
+const char* type_name<std::string>() {
+  return "string";
+}
+template <>
+const char* type_name<IntList>() {
+  return "list of integers";
+}
+template <>
+[[maybe_unused]] const char* type_name<DoubleList>() {
+  return "list of numbers";
+}
 
-bool is(const json& v, bool*) { return v.is_boolean(); }
-bool is(const json& v, int64_t*) { return v.is_number_integer(); }
-bool is(const json& v, double*) { return v.is_number(); }
-bool is(const json& v, std::string*) { return v.is_string(); }
+bool is(const json& v, bool*) {
+  return v.is_boolean();
+}
+bool is(const json& v, int64_t*) {
+  return v.is_number_integer();
+}
+bool is(const json& v, double*) {
+  return v.is_number();
+}
+bool is(const json& v, std::string*) {
+  return v.is_string();
+}
 bool is(const json& v, IntList*) {
   if (!v.is_array()) return false;
   for (const auto& e : v)
@@ -42,36 +69,39 @@ bool is(const json& v, IntList*) {
 template <class T>
 void read_value(const json& v, T& out, const char* section, const char* name, const std::string& source) {
   DL_CHECK(is(v, static_cast<T*>(nullptr)), "config " << source << ": field '" << section << "." << name
-                                                      << "' must be a " << type_name<T>() << ", got " << v.dump());
+                                                      << "' must be a " << type_name<T>() << ", got "
+                                                      << v.dump());
   out = v.get<T>();
 }
 
-#define DL_CONFIG_READ_FIELD(type, name, def, help) \
-  if (key == #name) {                               \
+#define DL_CONFIG_READ_FIELD(type, name, def, help)  \
+  if (key == #name) {                                \
     read_value(val, s.name, section, #name, source); \
-    continue;                                       \
+    continue;                                        \
   }
 #define DL_CONFIG_WRITE_FIELD(type, name, def, help) j[#name] = s.name;
-#define DL_CONFIG_REF_FIELD(type, name, def, help)                                                           \
-  os << "  " << section << "." << #name << " (" << type_name<type>() << ", default " << json(type(def)).dump() \
-     << "): " << help << "\n";
+#define DL_CONFIG_REF_FIELD(type, name, def, help)                                   \
+  os << "  " << section << "." << #name << " (" << type_name<type>() << ", default " \
+     << json(type(def)).dump() << "): " << help << "\n";
 
-#define DL_CONFIG_SECTION(Struct, FIELDS)                                                                      \
-  void read_section(const json& j, Struct& s, const char* section, const std::string& source) {               \
-    DL_CHECK(j.is_object(), "config " << source << ": section '" << section << "' must be an object");        \
-    for (auto it = j.begin(); it != j.end(); ++it) {                                                          \
-      const std::string& key = it.key();                                                                      \
-      const json& val = it.value();                                                                           \
-      FIELDS(DL_CONFIG_READ_FIELD)                                                                            \
-      DL_FAIL("config " << source << ": unknown field '" << section << "." << key << "'");                    \
-    }                                                                                                         \
-  }                                                                                                           \
-  json write_section(const Struct& s) {                                                                       \
-    json j = json::object();                                                                                  \
-    FIELDS(DL_CONFIG_WRITE_FIELD)                                                                             \
-    return j;                                                                                                 \
-  }                                                                                                           \
-  void reference_section(std::ostream& os, const Struct*, const char* section) { FIELDS(DL_CONFIG_REF_FIELD) }
+#define DL_CONFIG_SECTION(Struct, FIELDS)                                                              \
+  void read_section(const json& j, Struct& s, const char* section, const std::string& source) {        \
+    DL_CHECK(j.is_object(), "config " << source << ": section '" << section << "' must be an object"); \
+    for (auto it = j.begin(); it != j.end(); ++it) {                                                   \
+      const std::string& key = it.key();                                                               \
+      const json& val = it.value();                                                                    \
+      FIELDS(DL_CONFIG_READ_FIELD)                                                                     \
+      DL_FAIL("config " << source << ": unknown field '" << section << "." << key << "'");             \
+    }                                                                                                  \
+  }                                                                                                    \
+  json write_section(const Struct& s) {                                                                \
+    json j = json::object();                                                                           \
+    FIELDS(DL_CONFIG_WRITE_FIELD)                                                                      \
+    return j;                                                                                          \
+  }                                                                                                    \
+  void reference_section(std::ostream& os, const Struct*, const char* section) {                       \
+    FIELDS(DL_CONFIG_REF_FIELD)                                                                        \
+  }
 
 DL_CONFIG_SECTION(ModelConfig, DL_MODEL_FIELDS)
 DL_CONFIG_SECTION(DataConfig, DL_DATA_FIELDS)
@@ -82,8 +112,8 @@ DL_CONFIG_SECTION(LossConfig, DL_LOSS_FIELDS)
 void validate(const Config& c, const std::string& source) {
   const ModelConfig& m = c.model;
   DL_CHECK(m.backbone == "xception71" || m.backbone == "mobilenet_v2",
-           "config " << source << ": model.backbone must be \"xception71\" or \"mobilenet_v2\", got \"" << m.backbone
-                     << "\"");
+           "config " << source << ": model.backbone must be \"xception71\" or \"mobilenet_v2\", got \""
+                     << m.backbone << "\"");
   DL_CHECK(m.output_stride == 8 || m.output_stride == 16 || m.output_stride == 32,
            "config " << source << ": model.output_stride must be 8, 16 or 32, got " << m.output_stride);
   DL_CHECK(m.width_multiplier > 0, "config " << source << ": model.width_multiplier must be > 0");

@@ -10,13 +10,15 @@ namespace dl {
 
 DeeperLabHeads::DeeperLabHeads(int64_t in, const ModelConfig& c, Rng& rng, const BatchNormOptions& bn) {
   const int64_t k = c.head_kernel_size, wi = c.instance_head_width;
-  semantic = register_module("semantic",
-                             std::make_shared<PredictionHead>(in, c.semantic_head_width, c.num_classes, k, rng, bn));
+  semantic = register_module(
+      "semantic", std::make_shared<PredictionHead>(in, c.semantic_head_width, c.num_classes, k, rng, bn));
   heatmap = register_module("heatmap", std::make_shared<PredictionHead>(in, wi, kNumKeypoints, k, rng, bn));
-  long_offsets = register_module("long_offsets", std::make_shared<PredictionHead>(in, wi, 2 * kNumKeypoints, k, rng, bn));
-  short_offsets =
-      register_module("short_offsets", std::make_shared<PredictionHead>(in, wi, 2 * kNumKeypoints, k, rng, bn));
-  mid_offsets = register_module("mid_offsets", std::make_shared<PredictionHead>(in, wi, 2 * kNumEdges, k, rng, bn));
+  long_offsets = register_module("long_offsets",
+                                 std::make_shared<PredictionHead>(in, wi, 2 * kNumKeypoints, k, rng, bn));
+  short_offsets = register_module("short_offsets",
+                                  std::make_shared<PredictionHead>(in, wi, 2 * kNumKeypoints, k, rng, bn));
+  mid_offsets =
+      register_module("mid_offsets", std::make_shared<PredictionHead>(in, wi, 2 * kNumEdges, k, rng, bn));
 }
 
 HeadOutputs DeeperLabHeads::forward(const Tensor& x) const {
@@ -69,17 +71,19 @@ DeeperLab::DeeperLab(const ModelConfig& c) : cfg_(c) {
   } else {
     DL_FAIL("DeeperLab: unknown backbone \"" << c.backbone << "\" (xception71 | mobilenet_v2)");
   }
-  aspp = register_module("aspp", std::make_shared<ASPP>(backbone->high_level_channels, c.aspp_channels, c.aspp_rates,
-                                                        rng, bn));
-  decoder = register_module("decoder", std::make_shared<Decoder>(backbone->low_level_channels, c.low_level_channels,
-                                                                 c.aspp_channels, c.decoder_widths,
-                                                                 c.decoder_kernel_size, c.output_stride / 4, rng, bn));
+  aspp = register_module(
+      "aspp", std::make_shared<ASPP>(backbone->high_level_channels, c.aspp_channels, c.aspp_rates, rng, bn));
+  decoder = register_module(
+      "decoder",
+      std::make_shared<Decoder>(backbone->low_level_channels, c.low_level_channels, c.aspp_channels,
+                                c.decoder_widths, c.decoder_kernel_size, c.output_stride / 4, rng, bn));
   heads = register_module("heads", std::make_shared<DeeperLabHeads>(decoder->out_channels(), c, rng, bn));
 }
 
 DeeperLabFeatures DeeperLab::forward_features(const Tensor& x) const {
   DL_CHECK(x.dim() == 4 && x.size(1) == 3, "DeeperLab: expected an (N, 3, H, W) image, got " << x.desc());
-  DL_CHECK(x.size(2) >= 16 && x.size(3) >= 16, "DeeperLab: image " << x.shape_str() << " is smaller than 16x16");
+  DL_CHECK(x.size(2) >= 16 && x.size(3) >= 16,
+           "DeeperLab: image " << x.shape_str() << " is smaller than 16x16");
   DeeperLabFeatures f;
   BackboneFeatures b = backbone->forward(x);
   f.low_level = b.low_level;

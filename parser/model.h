@@ -27,11 +27,11 @@ class DeeperLabHeads : public Module {
 };
 
 struct DeeperLabFeatures {
-  Tensor low_level;   // backbone, stride 4
-  Tensor high_level;  // backbone, stride 16
-  Tensor aspp;        // stride 16
-  Tensor decoder;     // stride 4
-  HeadOutputs heads;  // raw head outputs at stride 4 (before the resize to the input size)
+  Tensor low_level;            // backbone, stride 4
+  Tensor high_level;           // backbone, stride 16
+  Tensor aspp;                 // stride 16
+  Tensor decoder;              // stride 4
+  HeadOutputs heads;           // raw head outputs at stride 4 (before the resize to the input size)
   NamedTensors named() const;  // "features.low_level", ..., "heads_stride4.semantic", ...
 };
 

@@ -18,18 +18,21 @@ std::vector<std::string> names(const NamedTensors& t) {
   for (const auto& p : t) n.push_back(p.first);
   return n;
 }
-Config tiny_config() { return load_config("examples/configs/tiny.json"); }
+Config tiny_config() {
+  return load_config("examples/configs/tiny.json");
+}
 }  // namespace
 
 TEST_CASE("module: dotted names in PyTorch order, buffers, counts") {
   Rng rng(1);
   SeparableConv2d s(4, 6, 3, rng, BatchNormOptions{});
-  const std::vector<std::string> want_params = {
-      "depthwise.weight", "depthwise_bn.weight", "depthwise_bn.bias", "pointwise.weight", "pointwise_bn.weight",
-      "pointwise_bn.bias"};
+  const std::vector<std::string> want_params = {"depthwise.weight",    "depthwise_bn.weight",
+                                                "depthwise_bn.bias",   "pointwise.weight",
+                                                "pointwise_bn.weight", "pointwise_bn.bias"};
   REQUIRE(names(s.named_parameters()) == want_params);
-  REQUIRE(names(s.named_buffers()) == std::vector<std::string>{"depthwise_bn.running_mean", "depthwise_bn.running_var",
-                                                                "pointwise_bn.running_mean", "pointwise_bn.running_var"});
+  REQUIRE(names(s.named_buffers()) ==
+          std::vector<std::string>{"depthwise_bn.running_mean", "depthwise_bn.running_var",
+                                   "pointwise_bn.running_mean", "pointwise_bn.running_var"});
   const std::vector<std::string> want_state = {"depthwise.weight",          "depthwise_bn.weight",
                                                "depthwise_bn.bias",         "depthwise_bn.running_mean",
                                                "depthwise_bn.running_var",  "pointwise.weight",
@@ -121,14 +124,17 @@ TEST_CASE("config: defaults, round trip and errors naming field and file") {
                       Catch::Contains("model.output_stride") && Catch::Contains("integer"));
   REQUIRE_THROWS_WITH(parse_config(R"({"model": {"output_stride": 12}})", "x.json"),
                       Catch::Contains("output_stride"));
-  REQUIRE_THROWS_WITH(parse_config(R"({"model": {"backbone": "resnet"}})", "x.json"), Catch::Contains("resnet"));
-  REQUIRE_THROWS_WITH(parse_config("{", "broken.json"), Catch::Contains("broken.json") && Catch::Contains("malformed"));
+  REQUIRE_THROWS_WITH(parse_config(R"({"model": {"backbone": "resnet"}})", "x.json"),
+                      Catch::Contains("resnet"));
+  REQUIRE_THROWS_WITH(parse_config("{", "broken.json"),
+                      Catch::Contains("broken.json") && Catch::Contains("malformed"));
   REQUIRE_THROWS_WITH(load_config("does/not/exist.json"), Catch::Contains("does/not/exist.json"));
   REQUIRE(config_reference().find("model.backbone") != std::string::npos);
 }
 
 TEST_CASE("shipped configs parse") {
-  for (const char* f : {"examples/configs/tiny.json", "examples/configs/wider_mnv2.json", "examples/configs/xception71.json"}) {
+  for (const char* f : {"examples/configs/tiny.json", "examples/configs/wider_mnv2.json",
+                        "examples/configs/xception71.json"}) {
     INFO(f);
     REQUIRE_NOTHROW(load_config(f));
   }
@@ -140,7 +146,7 @@ TEST_CASE("make_divisible matches torchvision") {
   REQUIRE(make_divisible(320 * 0.25) == 80);
   REQUIRE(make_divisible(96 * 0.35) == 32);  // 33.6 -> 32
   REQUIRE(make_divisible(160 * 0.35) == 56);
-  REQUIRE(make_divisible(24 * 0.5) == 16);   // 12 -> 16 (int(12 + 4) // 8 * 8)
+  REQUIRE(make_divisible(24 * 0.5) == 16);  // 12 -> 16 (int(12 + 4) // 8 * 8)
 }
 
 TEST_CASE("MobileNetV2 k=3 w=1: torchvision block layout, low-level 144 ch at stride 4") {
@@ -258,11 +264,13 @@ void randomize_bn(Module& m, Rng& rng) {
     if (t.dim() != 1 || t.dtype() != DType::F64) continue;
     double* p = t.data<double>();
     const bool var = name.find("running_var") != std::string::npos;
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = var ? rng.uniform(0.5, 1.5) : p[i] + rng.uniform(-0.3, 0.3);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      p[i] = var ? rng.uniform(0.5, 1.5) : p[i] + rng.uniform(-0.3, 0.3);
   }
 }
 
-void check_module_grads(Module& m, const std::function<Tensor(const Tensor&)>& f, const Shape& in, uint64_t seed) {
+void check_module_grads(Module& m, const std::function<Tensor(const Tensor&)>& f, const Shape& in,
+                        uint64_t seed) {
   m.to(DType::F64);
   Rng rng(seed);
   randomize_bn(m, rng);
@@ -278,14 +286,16 @@ TEST_CASE("gradcheck SeparableConv2d k=3 s=2 d=1 in train mode 2x3x7x6") {
   BatchNormOptions bn;
   bn.momentum = 0;  // keep the running stats fixed across the finite-difference evaluations
   SeparableConv2d s(3, 4, 3, rng, bn, 2, 1, true);
-  check_module_grads(s, [&](const Tensor& x) { return s.forward(x); }, {2, 3, 7, 6}, 9);
+  check_module_grads(
+      s, [&](const Tensor& x) { return s.forward(x); }, {2, 3, 7, 6}, 9);
 }
 
 TEST_CASE("gradcheck XceptionBlock (conv shortcut, stride 2) eval mode 1x4x7x7") {
   Rng rng(10);
   XceptionBlock b(4, {4, 6, 6}, 2, 1, Shortcut::Conv, false, rng, BatchNormOptions{});
   b.eval();
-  check_module_grads(b, [&](const Tensor& x) { return b.forward(x); }, {1, 4, 7, 7}, 11);
+  check_module_grads(
+      b, [&](const Tensor& x) { return b.forward(x); }, {1, 4, 7, 7}, 11);
 }
 
 TEST_CASE("gradcheck ASPP + Decoder eval mode (pad, s2d, concat, d2s, crop) 1x8x9x9 / 1x4x3x3") {
@@ -296,7 +306,8 @@ TEST_CASE("gradcheck ASPP + Decoder eval mode (pad, s2d, concat, d2s, crop) 1x8x
     std::shared_ptr<Decoder> dec;
     Both(Rng& rng, const BatchNormOptions& bn) {
       aspp = register_module("aspp", std::make_shared<ASPP>(4, 4, std::vector<int64_t>{1, 2}, rng, bn));
-      dec = register_module("dec", std::make_shared<Decoder>(8, 2, 4, std::vector<int64_t>{16}, 3, 4, rng, bn));
+      dec =
+          register_module("dec", std::make_shared<Decoder>(8, 2, 4, std::vector<int64_t>{16}, 3, 4, rng, bn));
     }
   } m(rng, bn);
   m.eval();
@@ -306,7 +317,35 @@ TEST_CASE("gradcheck ASPP + Decoder eval mode (pad, s2d, concat, d2s, crop) 1x8x
   Tensor high = Tensor::randn({1, 4, 3, 3}, rng, 1.0, DType::F64).set_requires_grad(true);
   std::vector<Tensor> inputs{low, high};
   for (auto& p : m.parameters()) inputs.push_back(p);
-  testing::gradcheck([&](const std::vector<Tensor>& v) { return m.dec->forward(v[0], m.aspp->forward(v[1])); },
-                     inputs, 1e-6, 1e-5);
+  testing::gradcheck(
+      [&](const std::vector<Tensor>& v) { return m.dec->forward(v[0], m.aspp->forward(v[1])); }, inputs, 1e-6,
+      1e-5);
 }
 
+TEST_CASE("DeeperLab tiny on CUDA: to(CUDA) keeps handles, forward matches the CPU 1x3x65x65") {
+  DL_REQUIRE_GPU_OR_SKIP();
+  Config c = tiny_config();
+  DeeperLab cpu_model(c.model), gpu_model(c.model);
+  cpu_model.eval();
+  gpu_model.eval();
+  Tensor held = gpu_model.heads->semantic->conv->weight;
+  gpu_model.to(Device::CUDA);
+  REQUIRE(held.is_cuda());
+  for (const auto& [n, t] : gpu_model.state_dict()) {
+    INFO(n);
+    REQUIRE(t.is_cuda());
+  }
+  Rng rng(9);
+  Tensor x = Tensor::uniform({1, 3, 65, 65}, rng, -1, 1);
+  NoGradGuard ng;
+  NamedTensors a = named_heads(cpu_model.forward(x)), b = named_heads(gpu_model.forward(x.to(Device::CUDA)));
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].first);
+    auto d = testing::compare(b[i].second.to(Device::CPU), a[i].second, 1.0);
+    INFO(d.str());
+    REQUIRE(!d.nan);
+    REQUIRE(d.max_rel <= 1e-3);
+  }
+  gpu_model.to(Device::CPU);
+  REQUIRE(!held.is_cuda());
+}
