@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
       runs = std::max(1, std::atoi(argv[i]));
   }
   if (sizes.empty()) sizes = {{1025, 2049}, {1441, 1441}};
+  (void)use_cuda;  // used only in CUDA builds
   try {
     const ClassMap cm(bench_categories());
     InferenceConfig cfg;  // defaults: R = 25

@@ -127,15 +127,36 @@ bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
 #pragma omp for schedule(static) nowait
     for (int y = 0; y < h; ++y) {
       uint32_t row_bad = 0;
-      for (int x = 0; x < w; ++x) {
+      const float* hrow = hk + int64_t(y) * w;
+      auto vote = [&](int x) {
         const int64_t i = int64_t(y) * w + x;
-        uint32_t u;
-        std::memcpy(&u, hk + i, 4);
-        row_bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
-        if (hk[i] < cut) continue;
-        const float hv = lut[inst::sigmoid_lut_index(hk[i])];
-        if (!(hv >= min_w)) continue;
+        const float hv = lut[inst::sigmoid_lut_index(hrow[x])];
+        if (!(hv >= min_w)) return;
         inst::splat(inst::f_add(float(y), sy[i]), inst::f_add(float(x), sx[i]), h, w, inst::f_mul(hv, weight), add);
+      };
+      int x = 0;
+#ifdef __AVX2__
+      // Eight logits at a time: most pixels are far from every keypoint and are rejected here.
+      const __m256 vcut = _mm256_set1_ps(cut);
+      const __m256i expo = _mm256_set1_epi32(0x7f800000);
+      __m256i vbad = _mm256_setzero_si256();
+      for (; x + 8 <= w; x += 8) {
+        const __m256 l = _mm256_loadu_ps(hrow + x);
+        vbad = _mm256_or_si256(vbad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(l), expo), expo));
+        unsigned mask = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(l, vcut, _CMP_NLT_UQ)));  // !(l < cut)
+        while (mask) {
+          vote(x + __builtin_ctz(mask));
+          mask &= mask - 1;
+        }
+      }
+      row_bad |= uint32_t(!_mm256_testz_si256(vbad, vbad));
+#endif
+      for (; x < w; ++x) {
+        uint32_t u;
+        std::memcpy(&u, hrow + x, 4);
+        row_bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+        if (hrow[x] < cut) continue;
+        vote(x);
       }
       bad |= row_bad;
     }
@@ -683,6 +704,19 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
       // Every instance that can beat or tie `best` has 5 |mean p - mean q_j| <= best: its mean lies
       // in the square of half-side m / 5 around the pixel's mean prediction.
       const float rq = m / 5.0f;
+      // Far-off or non-finite predictions (offsets near the float range): look at every instance.
+      if (!(rq < 1e6f && std::fabs(py) < 1e6f && std::fabs(px) < 1e6f)) {
+        for (int j = 0; j < n; ++j) {
+          const float c = inst::assign_cost(p, kp.data() + 10 * j);
+          if (c < best || (c == best && j < bj)) {
+            best = c;
+            bj = j;
+          }
+        }
+        out[i] = bj;
+        prev = bj;
+        continue;
+      }
       const int cy0 = std::max(0, int(std::floor((py - rq) / cell))), cy1 = std::min(gh - 1, int(std::floor((py + rq) / cell)));
       const int cx0 = std::max(0, int(std::floor((px - rq) / cell))), cx1 = std::min(gw - 1, int(std::floor((px + rq) / cell)));
       auto consider = [&](int j) {

@@ -114,7 +114,7 @@ FusionScene hand_scene() {
   s.rect(11, 55, 40, 84, 64);
   s.seg(11, 10);
   // Overlapping boxes: a person ellipse whose box overlaps the second car's box (IoU < 0.5).
-  s.ellipse(12, 95, 75, 14, 10);
+  s.ellipse(12, 95, 70, 14, 10);
   s.seg(12, 11);
   // An L-shaped car with a small person inside its box.
   s.rect(13, 10, 90, 69, 104);
@@ -356,6 +356,9 @@ TEST_CASE("assign_pixels equals brute force: 37 instances, random offsets 61x83,
   for (size_t j = 0; j < inst.size(); ++j)
     for (int k = 0; k < 5; ++k) inst[j].keypoints[k] = {float(py(rng)), float(pxd(rng))};
   inst[7] = inst[3];  // a duplicate instance: ties go to the lower index
+  // Predictions at the float range's end: costs overflow to inf, ties again.
+  for (int c = 0; c < 10; ++c) refined[c * hw + 5] = (c % 2 ? -3e38f : 3e38f);
+  labels[5] = 2;
   auto fast = assign_pixels(labels, refined, inst, cm, h, w);
   auto slow = assign_pixels_bruteforce(labels, refined, inst, cm, h, w);
   int64_t bad = -1;
@@ -373,6 +376,14 @@ TEST_CASE("perfect outputs decode to the ground truth: touching, overlapping box
           "[instance]") {
   FusionScene s = hand_scene();
   REQUIRE(s.map.segments.size() == 7);
+  // Cars 10 and 11 touch; the person's box overlaps car 11's box; the small person lies inside the L's box.
+  auto box_of = [&](int32_t id) { return s.map.find(id)->bbox; };
+  auto overlap = [](std::array<int64_t, 4> a, std::array<int64_t, 4> b) {
+    return std::min(a[0] + a[2], b[0] + b[2]) > std::max(a[0], b[0]) &&
+           std::min(a[1] + a[3], b[1] + b[3]) > std::max(a[1], b[1]);
+  };
+  REQUIRE(overlap(box_of(11), box_of(12)));
+  REQUIRE(overlap(box_of(13), box_of(14)));
   PanopticMap pred = decode_gt(s, 10, small_cfg(10));
   require_same_panoptic(s.map, pred);
   REQUIRE(metrics_pq(s.map, pred) == 1.0);
@@ -453,6 +464,9 @@ TEST_CASE("bad head outputs: NaN/Inf, channel counts, K, batch, dtype, config", 
     InferenceConfig long_only;
     long_only.short_weight = 0;
     REQUIRE_THROWS_WITH(predict_panoptic(o, cm, long_only), Catch::Contains("'heatmap'") && Catch::Contains("[0, 4, 4, 0]"));
+    o = filled_outputs(4, 5, 19);  // wide enough for the vectorised heatmap scan
+    px(o.heatmap, 1, 2, 3) = -INFINITY;
+    REQUIRE_THROWS_WITH(predict_panoptic(o, cm, cfg), Catch::Contains("'heatmap'") && Catch::Contains("[0, 1, 2, 3]"));
     o = filled_outputs(4, 5, 6);
     px(o.long_offsets, 9, 2, 2) = std::nanf("");
     REQUIRE_THROWS_WITH(check_head_outputs(o, cm, cfg), Catch::Contains("'long_offsets'"));
