@@ -89,15 +89,15 @@ struct Result {
 };
 
 Result run_case(const Case& c, int min_reps, double budget_s, bool cpu_clock) {
-  malloc_trim(0);  // hand freed memory back so the baseline is this case's alone
-  const long rss0 = proc_kb("VmRSS:");
-  reset_hwm();
   Rng rng(1);
   Conv2dOptions opt = Conv2dOptions::same(c.k, 1, 1, c.groups);
   Tensor x = Tensor::randn({1, c.c_in, c.h, c.h}, rng);
   Tensor w = Tensor::randn({c.c_out, c.c_in / c.groups, c.k, c.k}, rng, 0.05);
   const ConvGeom g = conv_geometry(x.shape(), w.shape(), opt);
   Tensor gy = c.backward ? Tensor::randn({g.n, g.c_out, g.h_out, g.w_out}, rng) : Tensor();
+  malloc_trim(0);  // hand freed memory back so the baseline is this case's inputs alone
+  const long rss0 = proc_kb("VmRSS:");
+  reset_hwm();
   auto once = [&]() {
     if (!c.backward) {
       Tensor y = conv2d(x, w, Tensor(), opt);

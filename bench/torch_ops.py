@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """PyTorch CPU reference timings for bench/bench_cpu_ops.cpp: the same convolution cases (conv 1x1,
 depthwise 7x7, dense 3x3 at the DeeperLab shapes, forward and backward = grad-input + grad-weight),
-median of several runs, GFLOP/s and the peak resident memory per case (VmHWM reset through
-/proc/self/clear_refs, minus the resident size before the case, as the C++ side measures it).
+median of several runs, GFLOP/s and the peak resident memory per case on top of its inputs (VmHWM
+reset through /proc/self/clear_refs once the inputs exist, minus the resident size then, as the C++
+side measures it).
 
 Run with /usr/bin/python3 (Debian's torch). Standalone it prints a table; with --machine it prints
 tab-separated ROW lines for the C++ benchmark to parse.
@@ -56,14 +57,14 @@ LIBC = ctypes.CDLL("libc.so.6")
 
 def run_case(case, min_reps, budget, cpu_clock=False):
     _, cin, cout, h, k, groups, bwd = case
-    LIBC.malloc_trim(0)
-    rss0 = proc_kb("VmRSS:")
-    reset_hwm()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, cin, h, h, generator=g)
     w = torch.randn(cout, cin // groups, k, k, generator=g) * 0.05
     pad = k // 2
     gy = torch.randn(1, cout, h, h, generator=g) if bwd else None
+    LIBC.malloc_trim(0)
+    rss0 = proc_kb("VmRSS:")
+    reset_hwm()
 
     def once():
         with torch.no_grad():
