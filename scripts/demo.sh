@@ -2,7 +2,7 @@
 # The main job, from a fresh Debian 12 machine: install, build, generate a small synthetic panoptic
 # dataset, train the demo network on it on the CPU (a few minutes on 2 cores), predict the
 # held-out split (panoptic PNGs + colour overlays), evaluate, and print PQ / PC.
-# DEMO_DIR (default runs/demo) holds everything it writes; DEMO_STEPS overrides the step count.
+# DEMO_DIR (default demo-out) holds everything it writes; DEMO_STEPS overrides the step count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,7 +10,7 @@ scripts/build.sh
 # Sleeping rather than spinning OpenMP threads keeps the run fast on a machine shared with other work.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 B=build/deeperlab
-D=${DEMO_DIR:-runs/demo}
+D=${DEMO_DIR:-demo-out}
 CFG=examples/configs/demo.json
 rm -rf "$D"
 mkdir -p "$D"
