@@ -17,10 +17,11 @@
 namespace dl::cli {
 
 int cmd_bench(int argc, char** argv) {
-  ArgParser ap("bench",
-               "Time the network of a config on random input: inference (eval mode, no autograd) and a training\n"
-               "step (train mode, forward + backward of the mean of every head output; no optimizer). Prints ms per\n"
-               "iteration, images/s and the peak resident memory. Per-op benchmarks: build/bench_*.");
+  ArgParser ap(
+      "bench",
+      "Time the network of a config on random input: inference (eval mode, no autograd) and a training\n"
+      "step (train mode, forward + backward of the mean of every head output; no optimizer). Prints ms per\n"
+      "iteration, images/s and the peak resident memory. Per-op benchmarks: build/bench_*.");
   ap.option("config", "config JSON", "", true)
       .option("size", "input HxW", "513x513")
       .option("batch", "images per iteration (>= 2 for --mode train)", "2")
@@ -37,7 +38,8 @@ int cmd_bench(int argc, char** argv) {
   const int64_t n = ap.get_int("batch"), iters = ap.get_int("iters");
   DL_CHECK(n > 0 && iters > 0, "bench: --batch and --iters must be positive");
   const std::string mode = ap.get("mode");
-  DL_CHECK(mode == "infer" || mode == "train" || mode == "both", "bench: --mode must be infer, train or both");
+  DL_CHECK(mode == "infer" || mode == "train" || mode == "both",
+           "bench: --mode must be infer, train or both");
   const Device dev = parse_device(ap.get("device"));
   Net net(cfg.model);
   net.to(dev);
@@ -48,7 +50,8 @@ int cmd_bench(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < iters; ++i) fn();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-    std::printf("%-6s %lldx%lldx%lld  %9.1f ms/iter  %8.3f images/s\n", what, (long long)n, h, w, s * 1e3, n / s);
+    std::printf("%-6s %lldx%lldx%lld  %9.1f ms/iter  %8.3f images/s\n", what, (long long)n, h, w, s * 1e3,
+                n / s);
   };
   if (mode != "train") {
     net.eval();
@@ -63,8 +66,9 @@ int cmd_bench(int argc, char** argv) {
     net.train();
     time_it("train", [&] {
       HeadOutputs o = net.forward(x);
-      Tensor l = add(add(add(mean(o.semantic), mean(o.heatmap)), add(mean(o.long_offsets), mean(o.short_offsets))),
-                     mean(o.mid_offsets));
+      Tensor l =
+          add(add(add(mean(o.semantic), mean(o.heatmap)), add(mean(o.long_offsets), mean(o.short_offsets))),
+              mean(o.mid_offsets));
       net.zero_grad();
       l.backward();
       (void)l.item();

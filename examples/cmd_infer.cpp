@@ -48,7 +48,9 @@ class OutputWriter {
     write_panoptic_overlay(op.string(), rgb, p, cats_);
     images_.push_back({image_id, name, p.width, p.height});
   }
-  void finish() { write_predictions_json((fs::path(dir_) / "panoptic.json").string(), anns_, cats_, images_); }
+  void finish() {
+    write_predictions_json((fs::path(dir_) / "panoptic.json").string(), anns_, cats_, images_);
+  }
 
  private:
   std::string dir_;
@@ -65,10 +67,11 @@ bool is_image_file(const fs::path& p) {
 }  // namespace
 
 int cmd_infer(int argc, char** argv) {
-  ArgParser ap("infer",
-               "Run a trained model on an image, a folder of images (recursively) or a dataset split and write,\n"
-               "per image, OUT/panoptic/NAME.png (id = R + 256 G + 256^2 B), OUT/overlay/NAME.png, and one\n"
-               "OUT/panoptic.json (COCO panoptic predictions; `deeperlab eval` reads it).");
+  ArgParser ap(
+      "infer",
+      "Run a trained model on an image, a folder of images (recursively) or a dataset split and write,\n"
+      "per image, OUT/panoptic/NAME.png (id = R + 256 G + 256^2 B), OUT/overlay/NAME.png, and one\n"
+      "OUT/panoptic.json (COCO panoptic predictions; `deeperlab eval` reads it).");
   ap.positional("input", "an image file or a folder of images", false)
       .option("config", "config JSON the model was trained with", "", true)
       .option("weights", "checkpoint or weights file (.safetensors / .json)", "", true)
@@ -78,9 +81,11 @@ int cmd_infer(int argc, char** argv) {
       .option("device", "cpu | cuda", "cpu")
       .option("threads", "CPU threads (0 = all cores)", "0")
       .option("limit", "at most N images (0 = all)", "0")
-      .option("categories", "COCO panoptic JSON whose categories the model predicts (default: categories.json next to "
-                            "the weights, written by train)")
-      .option("dump", "write the intermediate features and raw head outputs of the first image here (.safetensors)")
+      .option("categories",
+              "COCO panoptic JSON whose categories the model predicts (default: categories.json next to "
+              "the weights, written by train)")
+      .option("dump",
+              "write the intermediate features and raw head outputs of the first image here (.safetensors)")
       .flag("no-progress", "no progress bar");
   if (!ap.parse(argc, argv)) return 0;
   set_threads(ap.get_int("threads"));
@@ -91,7 +96,8 @@ int cmd_infer(int argc, char** argv) {
   std::vector<Input> inputs;
   std::vector<Category> categories;
   std::unique_ptr<PanopticDataset> ds;
-  DL_CHECK(ap.has("input") != ap.has("data"), "infer: give either an image / folder or --data DIR (not both)");
+  DL_CHECK(ap.has("input") != ap.has("data"),
+           "infer: give either an image / folder or --data DIR (not both)");
   if (ap.has("data")) {
     ds = std::make_unique<PanopticDataset>(dataset_paths(cfg, ap.get("data"), ap.get("split")));
     categories = ds->categories();
@@ -115,17 +121,18 @@ int cmd_infer(int argc, char** argv) {
     // wrote next to the weights.
     std::string cat_path = ap.get("categories");
     if (cat_path.empty()) cat_path = (fs::path(ap.get("weights")).parent_path() / "categories.json").string();
-    DL_CHECK(fs::exists(cat_path), "infer: no categories for the model: give --categories FILE (a COCO panoptic JSON, "
-                                   "e.g. the training split's) or keep categories.json next to the weights ("
-                                       << cat_path << " is missing)");
+    DL_CHECK(fs::exists(cat_path),
+             "infer: no categories for the model: give --categories FILE (a COCO panoptic JSON, "
+             "e.g. the training split's) or keep categories.json next to the weights ("
+                 << cat_path << " is missing)");
     categories = read_panoptic_json(cat_path).categories;
   }
   const int64_t limit = ap.get_int("limit");
   if (limit > 0 && static_cast<int64_t>(inputs.size()) > limit) inputs.resize(limit);
   const ClassMap classes(categories);
-  DL_CHECK(classes.num_classes() == cfg.model.num_classes,
-           "infer: model.num_classes is " << cfg.model.num_classes << " but there are " << classes.num_classes()
-                                          << " categories");
+  DL_CHECK(classes.num_classes() == cfg.model.num_classes, "infer: model.num_classes is "
+                                                               << cfg.model.num_classes << " but there are "
+                                                               << classes.num_classes() << " categories");
 
   // ---- model ----
   Net model(cfg.model);

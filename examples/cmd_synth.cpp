@@ -9,16 +9,19 @@
 namespace dl::cli {
 
 int cmd_synth(int argc, char** argv) {
-  ArgParser ap("synth", "Generate a COCO-panoptic dataset of simple scenes (textured stuff, discs, rectangles and\n"
-                        "triangles whose class is their colour family). Layout: DIR/{split}.json, DIR/{split}/*.png\n"
-                        "(panoptic), DIR/images/{split}/*.png (RGB) for split = train, val.");
+  ArgParser ap("synth",
+               "Generate a COCO-panoptic dataset of simple scenes (textured stuff, discs, rectangles and\n"
+               "triangles whose class is their colour family). Layout: DIR/{split}.json, DIR/{split}/*.png\n"
+               "(panoptic), DIR/images/{split}/*.png (RGB) for split = train, val.");
   ap.option("out", "output folder", "", true)
       .option("train", "number of training images", "")
       .option("val", "number of validation images", "")
       .option("size", "image size HxW", "")
       .option("seed", "random seed (the same seed gives the same files)", "1")
-      .option("preset", "scene difficulty: easy (few moderate, non-overlapping things) or full "
-                        "(tiny to large, overlapping, crowd, void)", "full")
+      .option("preset",
+              "scene difficulty: easy (few moderate, non-overlapping things) or full "
+              "(tiny to large, overlapping, crowd, void)",
+              "full")
       .option("max-things", "most things per scene", "");
   if (!ap.parse(argc, argv)) return 0;
   SynthOptions opt = SynthOptions::preset(ap.get("preset"));
@@ -30,7 +33,8 @@ int cmd_synth(int argc, char** argv) {
     std::string s = ap.get("size");
     long long h = 0, w = 0;
     char x = 0, rest = 0;
-    DL_CHECK(std::sscanf(s.c_str(), "%lld%c%lld%c", &h, &x, &w, &rest) == 3 && (x == 'x' || x == 'X') && h > 0 && w > 0,
+    DL_CHECK(std::sscanf(s.c_str(), "%lld%c%lld%c", &h, &x, &w, &rest) == 3 && (x == 'x' || x == 'X') &&
+                 h > 0 && w > 0,
              "synth: --size expects HxW (e.g. 97x97), got '" << s << "'");
     opt.height = h, opt.width = w;
   }

@@ -11,11 +11,12 @@
 namespace dl::cli {
 
 int cmd_train(int argc, char** argv) {
-  ArgParser ap("train",
-               "Train DeeperLab. Data: --data DIR with a train split (and a val split for --val-every) in one of\n"
-               "the layouts synth, coco, cityscapes, vistas (docs/TRAINING.md), or data.train_json etc. in the\n"
-               "config. Writes OUT/checkpoint.safetensors (every --ckpt-every steps and at the end, atomically)\n"
-               "and OUT/train_log.jsonl (one JSON line per step, one per validation).");
+  ArgParser ap(
+      "train",
+      "Train DeeperLab. Data: --data DIR with a train split (and a val split for --val-every) in one of\n"
+      "the layouts synth, coco, cityscapes, vistas (docs/TRAINING.md), or data.train_json etc. in the\n"
+      "config. Writes OUT/checkpoint.safetensors (every --ckpt-every steps and at the end, atomically)\n"
+      "and OUT/train_log.jsonl (one JSON line per step, one per validation).");
   ap.option("config", "config JSON (examples/configs/*.json)", "", true)
       .option("data", "dataset root folder")
       .option("out", "output folder (default: the config's train.output_dir)")
@@ -26,12 +27,14 @@ int cmd_train(int argc, char** argv) {
       .option("init", "backbone weights (safetensors / JSON), loaded non-strictly into the backbone")
       .option("val-every", "validate on the val split every N steps (overrides train.val_every; 0 = never)")
       .option("val-images", "validate on at most N images (overrides train.val_images; 0 = all)")
-      .option("ckpt-every", "checkpoint every N steps (overrides train.checkpoint_every; 0 = only at the end)")
+      .option("ckpt-every",
+              "checkpoint every N steps (overrides train.checkpoint_every; 0 = only at the end)")
       .option("batch", "images per step (overrides train.batch_size)")
       .option("lr", "base learning rate (overrides train.learning_rate)")
       .option("seed", "data order and augmentation seed (overrides train.seed)")
-      .option("stop-after", "stop after this step with a checkpoint, as if interrupted (the LR schedule still "
-                            "follows --steps; continue with --resume)")
+      .option("stop-after",
+              "stop after this step with a checkpoint, as if interrupted (the LR schedule still "
+              "follows --steps; continue with --resume)")
       .flag("no-progress", "no progress bar");
   if (!ap.parse(argc, argv)) return 0;
   TrainOptions opt;

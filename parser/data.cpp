@@ -40,8 +40,9 @@ DatasetPaths resolve_dataset(const std::string& root_s, const std::string& split
   DL_CHECK(is_dir(root), "dataset: " << root_s << " is not a folder");
   std::vector<DatasetPaths> cands;
   auto want = [&](const char* l) { return layout == "auto" || layout == l; };
-  if (want("synth")) cands.push_back({"synth", (root / (split + ".json")).string(), (root / split).string(),
-                                      (root / "images" / split).string(), false});
+  if (want("synth"))
+    cands.push_back({"synth", (root / (split + ".json")).string(), (root / split).string(),
+                     (root / "images" / split).string(), false});
   if (want("coco")) {
     bool has_year = split.size() > 4 && std::all_of(split.end() - 4, split.end(), ::isdigit);
     std::string s = has_year ? split : split + "2017";
@@ -59,7 +60,8 @@ DatasetPaths resolve_dataset(const std::string& root_s, const std::string& split
                        (base / "v2.0" / "panoptic").string(), (base / "images").string(), false});
     }
   }
-  DL_CHECK(!cands.empty(), "dataset: unknown layout '" << layout << "' (expected auto, synth, coco, cityscapes or vistas)");
+  DL_CHECK(!cands.empty(),
+           "dataset: unknown layout '" << layout << "' (expected auto, synth, coco, cityscapes or vistas)");
   std::ostringstream tried;
   for (const auto& c : cands) {
     if (is_file(c.json) && is_dir(c.panoptic_dir) && is_dir(c.image_dir)) return c;
@@ -142,8 +144,8 @@ Sample PanopticDataset::load(int64_t i, bool with_gt) const {
     const std::string pp = panoptic_path(i);
     s.gt = load_panoptic(pp, *a, json_.categories);
     DL_CHECK(s.gt.height == s.height && s.gt.width == s.width,
-             "dataset: panoptic PNG " << pp << " is " << s.gt.height << "x" << s.gt.width << " but image " << ip
-                                      << " is " << s.height << "x" << s.width);
+             "dataset: panoptic PNG " << pp << " is " << s.gt.height << "x" << s.gt.width << " but image "
+                                      << ip << " is " << s.height << "x" << s.width);
   }
   return s;
 }
@@ -176,7 +178,8 @@ static void recompute_segments(PanopticMap& m) {
 
 // Bilinear resize of a CHW float image, half-pixel centres (align_corners false), as the
 // augmentation of the reference implementations.
-static std::vector<float> resize_image(const std::vector<float>& in, int64_t h, int64_t w, int64_t oh, int64_t ow) {
+static std::vector<float> resize_image(const std::vector<float>& in, int64_t h, int64_t w, int64_t oh,
+                                       int64_t ow) {
   std::vector<float> out(3 * oh * ow);
   const double sy = double(h) / oh, sx = double(w) / ow;
   for (int64_t y = 0; y < oh; ++y) {
@@ -198,7 +201,8 @@ static std::vector<float> resize_image(const std::vector<float>& in, int64_t h, 
   return out;
 }
 
-static std::vector<int32_t> resize_labels(const std::vector<int32_t>& in, int64_t h, int64_t w, int64_t oh, int64_t ow) {
+static std::vector<int32_t> resize_labels(const std::vector<int32_t>& in, int64_t h, int64_t w, int64_t oh,
+                                          int64_t ow) {
   std::vector<int32_t> out(oh * ow);
   for (int64_t y = 0; y < oh; ++y) {
     int64_t sy = std::min<int64_t>(static_cast<int64_t>((y + 0.5) * h / oh), h - 1);
@@ -229,7 +233,8 @@ static Sample window(const Sample& s, int64_t top, int64_t left, int64_t oh, int
     for (int64_t x = 0; x < ow; ++x) {
       int64_t sx = (flip ? ow - 1 - x : x) + left;
       if (sx < 0 || sx >= s.width) continue;
-      for (int64_t c = 0; c < 3; ++c) o.image[c * oh * ow + y * ow + x] = s.image[c * s.height * s.width + sy * s.width + sx];
+      for (int64_t c = 0; c < 3; ++c)
+        o.image[c * oh * ow + y * ow + x] = s.image[c * s.height * s.width + sy * s.width + sx];
       if (gt) o.gt.ids[y * ow + x] = s.gt.ids[sy * s.width + sx];
     }
   }
@@ -245,7 +250,8 @@ Sample augment(const Sample& s, const AugmentOptions& opt, Rng& rng) {
   const double u = rng.uniform();
   double scale = opt.min_scale + u * (opt.max_scale - opt.min_scale);
   if (opt.scale_step > 0) {
-    const int64_t n = static_cast<int64_t>(std::floor((opt.max_scale - opt.min_scale) / opt.scale_step + 1e-9)) + 1;
+    const int64_t n =
+        static_cast<int64_t>(std::floor((opt.max_scale - opt.min_scale) / opt.scale_step + 1e-9)) + 1;
     scale = opt.min_scale + opt.scale_step * std::min<int64_t>(n - 1, static_cast<int64_t>(u * n));
   }
   const double ry = rng.uniform(), rx = rng.uniform();
@@ -261,10 +267,13 @@ Sample augment(const Sample& s, const AugmentOptions& opt, Rng& rng) {
     }
     sc.height = nh, sc.width = nw;
   }
-  const int64_t oh = opt.crop_height > 0 ? opt.crop_height : nh, ow = opt.crop_width > 0 ? opt.crop_width : nw;
+  const int64_t oh = opt.crop_height > 0 ? opt.crop_height : nh,
+                ow = opt.crop_width > 0 ? opt.crop_width : nw;
   // A crop window inside the image when it is larger, else the image at a random place in the padded window.
-  const int64_t top = nh >= oh ? static_cast<int64_t>(ry * (nh - oh + 1)) : -static_cast<int64_t>(ry * (oh - nh + 1));
-  const int64_t left = nw >= ow ? static_cast<int64_t>(rx * (nw - ow + 1)) : -static_cast<int64_t>(rx * (ow - nw + 1));
+  const int64_t top =
+      nh >= oh ? static_cast<int64_t>(ry * (nh - oh + 1)) : -static_cast<int64_t>(ry * (oh - nh + 1));
+  const int64_t left =
+      nw >= ow ? static_cast<int64_t>(rx * (nw - ow + 1)) : -static_cast<int64_t>(rx * (ow - nw + 1));
   // With a flip, output column x reads source column left + (ow-1-x).
   return window(sc, std::min(top, nh - 1), std::min(left, nw - 1), oh, ow, flip);
 }
@@ -278,7 +287,11 @@ Sample fit_to_size(const Sample& s, int64_t height, int64_t width) {
 
 Loader::Loader(const PanopticDataset& data, const ClassMap& classes, const TargetConfig& target_cfg,
                const LoaderOptions& opt, int64_t first_step)
-    : data_(data), classes_(classes), target_cfg_(target_cfg), opt_(opt), next_step_(first_step),
+    : data_(data),
+      classes_(classes),
+      target_cfg_(target_cfg),
+      opt_(opt),
+      next_step_(first_step),
       next_to_build_(first_step) {
   DL_CHECK(data.size() > 0, "loader: dataset " << data.paths().json << " has no images");
   DL_CHECK(opt.batch_size > 0, "loader: batch size must be positive, got " << opt.batch_size);
@@ -299,7 +312,8 @@ std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
   std::iota(order.begin(), order.end(), 0);
   if (opt_.shuffle) {
     Rng rng(derive_seed(opt_.seed, 0x0de5, static_cast<uint64_t>(epoch)));
-    for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i) std::swap(order[i], order[rng.randint(0, i + 1)]);
+    for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i)
+      std::swap(order[i], order[rng.randint(0, i + 1)]);
   }
   return order;
 }
@@ -320,10 +334,9 @@ Batch Loader::make_batch(int64_t step) const {
     Sample s = augment(data_.load(idx, true), opt_.augment, rng);
     if (!samples.empty())
       DL_CHECK(s.height == samples[0].height && s.width == samples[0].width,
-               "loader: images of different sizes in one batch (" << samples[0].name << " " << samples[0].height
-                                                                  << "x" << samples[0].width << ", " << s.name << " "
-                                                                  << s.height << "x" << s.width
-                                                                  << "); set data.crop_size");
+               "loader: images of different sizes in one batch ("
+                   << samples[0].name << " " << samples[0].height << "x" << samples[0].width << ", " << s.name
+                   << " " << s.height << "x" << s.width << "); set data.crop_size");
     targets.push_back(build_targets(s.gt, classes_, target_cfg_, s.name));
     b.indices.push_back(idx);
     samples.push_back(std::move(s));
@@ -331,7 +344,8 @@ Batch Loader::make_batch(int64_t step) const {
   const int64_t h = samples[0].height, w = samples[0].width;
   b.images = Tensor::empty({n, 3, h, w});
   float* dst = b.images.data<float>();
-  for (int64_t j = 0; j < n; ++j) std::memcpy(dst + j * 3 * h * w, samples[j].image.data(), 3 * h * w * sizeof(float));
+  for (int64_t j = 0; j < n; ++j)
+    std::memcpy(dst + j * 3 * h * w, samples[j].image.data(), 3 * h * w * sizeof(float));
   b.targets = stack_targets(targets);
   return b;
 }

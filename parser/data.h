@@ -25,16 +25,17 @@ namespace dl {
 
 // Where one split of a dataset lives.
 struct DatasetPaths {
-  std::string layout;        // "synth", "coco", "cityscapes", "vistas" or "custom"
-  std::string json;          // the COCO panoptic JSON
-  std::string panoptic_dir;  // folder of the panoptic PNGs named in annotations[].file_name
-  std::string image_dir;     // folder of the RGB images named in images[].file_name
+  std::string layout;             // "synth", "coco", "cityscapes", "vistas" or "custom"
+  std::string json;               // the COCO panoptic JSON
+  std::string panoptic_dir;       // folder of the panoptic PNGs named in annotations[].file_name
+  std::string image_dir;          // folder of the RGB images named in images[].file_name
   bool recursive_images = false;  // images are found by base name anywhere below image_dir (Cityscapes)
 };
 
 // Finds the files of `split` ("train", "val", ...) below `root`. layout "auto" tries, in order:
 //   synth:      ROOT/{split}.json, ROOT/{split}/, ROOT/images/{split}/
-//   coco:       ROOT/annotations/panoptic_{split}2017.json, ROOT/annotations/panoptic_{split}2017/, ROOT/{split}2017/
+//   coco:       ROOT/annotations/panoptic_{split}2017.json, ROOT/annotations/panoptic_{split}2017/,
+//   ROOT/{split}2017/
 //               (a split already ending in a year, e.g. "val2017", is used as is)
 //   cityscapes: ROOT/gtFine/cityscapes_panoptic_{split}.json, ROOT/gtFine/cityscapes_panoptic_{split}/,
 //               ROOT/leftImg8bit/{split}/ searched recursively by file name
@@ -42,15 +43,16 @@ struct DatasetPaths {
 //               ROOT/{training|validation}/images/ ("train" -> training, "val" -> validation;
 //               ROOT may also be the split folder itself)
 // and fails with a message listing what it looked for.
-DatasetPaths resolve_dataset(const std::string& root, const std::string& split, const std::string& layout = "auto");
+DatasetPaths resolve_dataset(const std::string& root, const std::string& split,
+                             const std::string& layout = "auto");
 
 // One image with its ground truth, as read from disk or after augmentation.
 struct Sample {
   int64_t image_id = 0;
-  std::string name;           // the image's file name (for messages and outputs)
+  std::string name;  // the image's file name (for messages and outputs)
   int64_t height = 0, width = 0;
-  std::vector<float> image;   // normalised CHW, 3 x H x W, x * 2/255 - 1 (0 = the padding value)
-  PanopticMap gt;             // empty ids when the dataset has no annotation for the image
+  std::vector<float> image;  // normalised CHW, 3 x H x W, x * 2/255 - 1 (0 = the padding value)
+  PanopticMap gt;            // empty ids when the dataset has no annotation for the image
 };
 
 class PanopticDataset {
@@ -102,10 +104,10 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  int64_t step = 0;               // the batch's number in the stream
-  Tensor images;                  // F32 [N, 3, H, W]
-  Targets targets;                // stacked, N images
-  std::vector<int64_t> indices;   // dataset indices of the images
+  int64_t step = 0;              // the batch's number in the stream
+  Tensor images;                 // F32 [N, 3, H, W]
+  Targets targets;               // stacked, N images
+  std::vector<int64_t> indices;  // dataset indices of the images
 };
 
 // An endless stream of training batches. Batch b holds the samples k = b*N .. b*N+N-1 of the stream
@@ -127,8 +129,8 @@ class Loader {
   ClassMap classes_;
   TargetConfig target_cfg_;
   LoaderOptions opt_;
-  int64_t next_step_;       // the batch next() returns next
-  int64_t next_to_build_;   // the batch the next idle worker takes
+  int64_t next_step_;      // the batch next() returns next
+  int64_t next_to_build_;  // the batch the next idle worker takes
   std::map<int64_t, std::pair<std::shared_ptr<Batch>, std::exception_ptr>> ready_;
   std::mutex mu_;
   std::condition_variable cv_;

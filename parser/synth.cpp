@@ -28,10 +28,12 @@ uint64_t mix(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
-uint8_t clamp8(double v) { return static_cast<uint8_t>(std::min(255.0, std::max(0.0, std::round(v)))); }
+uint8_t clamp8(double v) {
+  return static_cast<uint8_t>(std::min(255.0, std::max(0.0, std::round(v))));
+}
 
 struct Shape2 {
-  int kind = 0;  // 0 disc, 1 rectangle, 2 triangle
+  int kind = 0;                           // 0 disc, 1 rectangle, 2 triangle
   double cy = 0, cx = 0, r = 0;           // disc
   double y0 = 0, x0 = 0, y1 = 0, x1 = 0;  // rectangle
   double ty[3]{}, tx[3]{};                // triangle
@@ -41,7 +43,7 @@ struct Shape2 {
     double d0 = (tx[1] - tx[0]) * (y - ty[0]) - (ty[1] - ty[0]) * (x - tx[0]);
     double d1 = (tx[2] - tx[1]) * (y - ty[1]) - (ty[2] - ty[1]) * (x - tx[1]);
     double d2 = (tx[0] - tx[2]) * (y - ty[2]) - (ty[0] - ty[2]) * (x - tx[2]);
-    bool neg = d0 < 0 || d1 < 0 || d2 < 0, pos = d0 > 0 || d1 > 0 || d2 > 0;
+    bool neg = d0 < 0 || d1 < 0 || d2<0, pos = d0> 0 || d1 > 0 || d2 > 0;
     return !(neg && pos);
   }
 };
@@ -86,7 +88,9 @@ std::vector<Category> synth_categories() {
   std::vector<Category> c;
   const char* thing_names[3] = {"red_thing", "green_thing", "violet_thing"};
   for (int k = 0; k < 3; ++k)
-    c.push_back({kThingIds[k], thing_names[k], true,
+    c.push_back({kThingIds[k],
+                 thing_names[k],
+                 true,
                  {uint8_t(kThingColour[k][0]), uint8_t(kThingColour[k][1]), uint8_t(kThingColour[k][2])}});
   c.push_back({kSky, "sky", false, {100, 150, 235}});
   c.push_back({kWall, "wall", false, {150, 150, 155}});
@@ -95,10 +99,10 @@ std::vector<Category> synth_categories() {
 }
 
 SynthScene synth_scene(const SynthOptions& opt, int split_tag, int64_t index) {
-  DL_CHECK(opt.height >= 8 && opt.width >= 8, "synth: image size " << opt.height << "x" << opt.width
-                                                                   << " is too small (need >= 8x8)");
-  DL_CHECK(opt.min_size > 0 && opt.max_size >= opt.min_size, "synth: bad thing size range " << opt.min_size << ".."
-                                                                                           << opt.max_size);
+  DL_CHECK(opt.height >= 8 && opt.width >= 8,
+           "synth: image size " << opt.height << "x" << opt.width << " is too small (need >= 8x8)");
+  DL_CHECK(opt.min_size > 0 && opt.max_size >= opt.min_size,
+           "synth: bad thing size range " << opt.min_size << ".." << opt.max_size);
   Rng rng(mix(mix(opt.seed, static_cast<uint64_t>(split_tag)), static_cast<uint64_t>(index)));
   const int64_t H = opt.height, W = opt.width;
   SynthScene s;
@@ -246,8 +250,9 @@ SynthScene synth_scene(const SynthOptions& opt, int split_tag, int64_t index) {
 void write_synth_dataset(const std::string& dir, const SynthOptions& opt,
                          const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t total = opt.num_train + opt.num_val;
-  DL_CHECK(opt.num_train >= 0 && opt.num_val >= 0 && total > 0,
-           "synth: need a positive number of images (train " << opt.num_train << ", val " << opt.num_val << ")");
+  DL_CHECK(
+      opt.num_train >= 0 && opt.num_val >= 0 && total > 0,
+      "synth: need a positive number of images (train " << opt.num_train << ", val " << opt.num_val << ")");
   int64_t done = 0;
   const char* splits[2] = {"train", "val"};
   for (int tag = 0; tag < 2; ++tag) {

@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -20,8 +20,8 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/optim.h"
-#include "weights/load.h"
 #include "weights/checkpoint.h"
+#include "weights/load.h"
 
 namespace dl {
 namespace fs = std::filesystem;
@@ -53,7 +53,9 @@ DatasetPaths dataset_paths(const Config& cfg, const std::string& data_root, cons
 
 // ---------------------------------------------------------------- inference
 
-static int64_t next_16k1(int64_t n) { return ((std::max<int64_t>(n, 1) - 1 + 15) / 16) * 16 + 1; }
+static int64_t next_16k1(int64_t n) {
+  return ((std::max<int64_t>(n, 1) - 1 + 15) / 16) * 16 + 1;
+}
 
 HeadOutputs run_model(const Net& model, const std::vector<float>& image, int64_t h, int64_t w,
                       Device device) {
@@ -141,7 +143,8 @@ void save_train_checkpoint(const std::string& path, const Net& model, const Opti
     save_checkpoint(path, model.state_dict(), &optim, step, nullptr,
                     nlohmann::json{{"config", nlohmann::json::parse(config_json)}});
   } catch (const std::exception& e) {
-    DL_FAIL("train: could not write checkpoint " << path << " (the previous one, if any, is intact): " << e.what());
+    DL_FAIL("train: could not write checkpoint " << path
+                                                 << " (the previous one, if any, is intact): " << e.what());
   }
 }
 
@@ -150,7 +153,9 @@ int64_t load_train_checkpoint(const std::string& path, Net& model, Optimizer& op
 }
 
 static int64_t g_nan_step = 0;
-void set_nan_loss_at_step_for_testing(int64_t step) { g_nan_step = step; }
+void set_nan_loss_at_step_for_testing(int64_t step) {
+  g_nan_step = step;
+}
 
 // ---------------------------------------------------------------- training
 
@@ -158,7 +163,8 @@ namespace {
 
 double learning_rate(const TrainConfig& t, int64_t step) {
   if (t.lr_policy == "poly") return poly_lr(t.learning_rate, step, t.steps, t.poly_power, t.warmup_steps);
-  DL_CHECK(t.lr_policy == "constant", "config: train.lr_policy must be poly or constant, got '" << t.lr_policy << "'");
+  DL_CHECK(t.lr_policy == "constant",
+           "config: train.lr_policy must be poly or constant, got '" << t.lr_policy << "'");
   return poly_lr(t.learning_rate, step, t.steps, 0.0, t.warmup_steps);  // power 0: constant after warm-up
 }
 
@@ -192,7 +198,8 @@ TrainResult train(const TrainOptions& opt) {
   const Config& cfg = opt.config;
   const TrainConfig& tc = cfg.train;
   const Device device = parse_device(opt.device);
-  DL_CHECK(tc.batch_size >= 2, "config " << opt.config_path << ": train.batch_size must be >= 2 (BatchNorm in training "
+  DL_CHECK(tc.batch_size >= 2, "config " << opt.config_path
+                                         << ": train.batch_size must be >= 2 (BatchNorm in training "
                                             "mode needs more than one value per channel), got "
                                          << tc.batch_size);
   DL_CHECK(tc.steps > 0, "train: the number of steps must be positive, got " << tc.steps);
@@ -202,10 +209,12 @@ TrainResult train(const TrainOptions& opt) {
   PanopticDataset train_data(dataset_paths(cfg, opt.data_root, "train"));
   const ClassMap classes(train_data.categories());
   DL_CHECK(classes.num_classes() == cfg.model.num_classes,
-           "config " << opt.config_path << ": model.num_classes is " << cfg.model.num_classes << " but the dataset "
-                     << train_data.paths().json << " has " << classes.num_classes() << " categories");
+           "config " << opt.config_path << ": model.num_classes is " << cfg.model.num_classes
+                     << " but the dataset " << train_data.paths().json << " has " << classes.num_classes()
+                     << " categories");
   std::unique_ptr<PanopticDataset> val_data;
-  if (tc.val_every > 0) val_data = std::make_unique<PanopticDataset>(dataset_paths(cfg, opt.data_root, "val"));
+  if (tc.val_every > 0)
+    val_data = std::make_unique<PanopticDataset>(dataset_paths(cfg, opt.data_root, "val"));
 
   TargetConfig target_cfg;
   target_cfg.radius = cfg.loss.keypoint_radius;
@@ -243,7 +252,8 @@ TrainResult train(const TrainOptions& opt) {
 
   int64_t step = 0;
   if (!opt.init.empty()) {
-    DL_CHECK(opt.resume.empty(), "train: --init and --resume exclude each other (a checkpoint holds every weight)");
+    DL_CHECK(opt.resume.empty(),
+             "train: --init and --resume exclude each other (a checkpoint holds every weight)");
     NamedTensors src = read_weights(opt.init);
     NamedTensors bb = model.backbone_state_dict();
     // Accept names with or without the "backbone." prefix.
@@ -263,9 +273,10 @@ TrainResult train(const TrainOptions& opt) {
   }
   if (!opt.resume.empty()) {
     step = load_train_checkpoint(opt.resume, model, *optim);
-    DL_CHECK(step <= tc.steps, "train: checkpoint " << opt.resume << " is at step " << step << ", past train.steps = "
-                                                    << tc.steps);
-    if (!opt.quiet) std::printf("resumed from %s at step %lld\n", opt.resume.c_str(), static_cast<long long>(step));
+    DL_CHECK(step <= tc.steps, "train: checkpoint " << opt.resume << " is at step " << step
+                                                    << ", past train.steps = " << tc.steps);
+    if (!opt.quiet)
+      std::printf("resumed from %s at step %lld\n", opt.resume.c_str(), static_cast<long long>(step));
   }
 
   std::error_code ec;
@@ -278,7 +289,8 @@ TrainResult train(const TrainOptions& opt) {
     std::string line, kept;
     while (std::getline(in, line)) {
       auto j = nlohmann::json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step)
+      if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() &&
+          j["step"].get<int64_t>() <= step)
         kept += line + "\n";
     }
     in.close();
@@ -322,18 +334,20 @@ TrainResult train(const TrainOptions& opt) {
     if (g_nan_step > 0 && step + 1 == g_nan_step) total = std::nan("");
     if (!std::isfinite(total)) {
       if (opt.progress) opt.progress(step - first_step, last - first_step, label, last_extra, true);
-      DL_FAIL("train: the loss became " << total << " at step " << step + 1 << " (lr " << lr
-                                        << "); stopping. Lower train.learning_rate or enable train.grad_clip_norm"
-                                        << (result.checkpoint.empty() && opt.resume.empty()
-                                                ? std::string(" (no checkpoint was written yet)")
-                                                : "; the last good checkpoint is " +
-                                                      (result.checkpoint.empty() ? opt.resume : result.checkpoint)));
+      DL_FAIL("train: the loss became "
+              << total << " at step " << step + 1 << " (lr " << lr
+              << "); stopping. Lower train.learning_rate or enable train.grad_clip_norm"
+              << (result.checkpoint.empty() && opt.resume.empty()
+                      ? std::string(" (no checkpoint was written yet)")
+                      : "; the last good checkpoint is " +
+                            (result.checkpoint.empty() ? opt.resume : result.checkpoint)));
     }
     model.zero_grad();
     loss.total.backward();
     const double gnorm = clip_grad_norm(params, tc.grad_clip_norm > 0 ? tc.grad_clip_norm : 1e300);
-    DL_CHECK(std::isfinite(gnorm), "train: the gradient norm became " << gnorm << " at step " << step + 1
-                                                                      << "; stopping (the last good checkpoint is kept)");
+    DL_CHECK(std::isfinite(gnorm), "train: the gradient norm became "
+                                       << gnorm << " at step " << step + 1
+                                       << "; stopping (the last good checkpoint is kept)");
     optim->step();
     ++step;
     images_done += tc.batch_size;
@@ -368,7 +382,7 @@ TrainResult train(const TrainOptions& opt) {
       result.val = r;
       nlohmann::ordered_json v;
       v["step"] = step;
-      v["val"] = {{"pq", r.all.pq}, {"sq", r.all.sq}, {"rq", r.all.rq}, {"pq_things", r.things.pq},
+      v["val"] = {{"pq", r.all.pq},         {"sq", r.all.sq}, {"rq", r.all.rq}, {"pq_things", r.things.pq},
                   {"pq_stuff", r.stuff.pq}, {"pc", r.all.pc}, {"miou", r.miou}, {"images", r.images}};
       log << v.dump() << "\n";
       log.flush();

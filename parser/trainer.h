@@ -24,7 +24,7 @@
 namespace dl {
 
 struct TrainOptions {
-  std::string config_path;     // named in messages
+  std::string config_path;  // named in messages
   Config config;
   std::string data_root;       // --data: dataset root (train / val splits found by resolve_dataset)
   std::string out_dir;         // checkpoints, log
@@ -34,17 +34,18 @@ struct TrainOptions {
   int64_t stop_after = 0;      // > 0: stop (with a checkpoint) after this step, as if interrupted
   // Progress reports (the CLI draws a bar): steps done since the start of this run, steps this
   // run will do, and a text with the loss terms and rate; `finished` on the last call.
-  std::function<void(int64_t done, int64_t total, const std::string& label, const std::string& extra, bool finished)>
+  std::function<void(int64_t done, int64_t total, const std::string& label, const std::string& extra,
+                     bool finished)>
       progress;
-  bool quiet = false;          // no summary lines on stdout
+  bool quiet = false;  // no summary lines on stdout
 };
 
 struct TrainResult {
-  int64_t step = 0;                // steps done in total
+  int64_t step = 0;  // steps done in total
   std::map<std::string, double> last_losses;
-  std::string checkpoint;          // the last checkpoint written
+  std::string checkpoint;  // the last checkpoint written
   bool validated = false;
-  EvalResult val;                  // the last validation
+  EvalResult val;  // the last validation
 };
 
 // Runs training; throws dl::Error (with a one-line reason) on bad input, a non-finite loss or a

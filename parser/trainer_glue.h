@@ -50,8 +50,9 @@ struct LossParams {
   double radius = 25;
 };
 struct LossValues {
-  Tensor total;                          // scalar, differentiable
-  std::map<std::string, double> terms;   // "loss", "semantic", "heatmap", "short_offsets", "mid_offsets", "long_offsets"
+  Tensor total;  // scalar, differentiable
+  std::map<std::string, double>
+      terms;  // "loss", "semantic", "heatmap", "short_offsets", "mid_offsets", "long_offsets"
 };
 LossValues compute_loss(const HeadOutputs& out, const Targets& t, const LossParams& p, int64_t step);
 

@@ -12,13 +12,27 @@ struct Net::Impl {
 
 Net::Net(const ModelConfig& c) : impl_(std::make_unique<Impl>(c)) {}
 Net::~Net() = default;
-HeadOutputs Net::forward(const Tensor& x) const { return impl_->model.forward(x); }
-NamedTensors Net::state_dict() const { return impl_->model.state_dict(); }
-NamedTensors Net::named_parameters() const { return impl_->model.named_parameters(); }
-NamedTensors Net::backbone_state_dict() const { return impl_->model.backbone->state_dict(); }
-void Net::train(bool on) { impl_->model.train(on); }
-void Net::to(Device d) { impl_->model.to(d); }
-void Net::zero_grad() { impl_->model.zero_grad(); }
+HeadOutputs Net::forward(const Tensor& x) const {
+  return impl_->model.forward(x);
+}
+NamedTensors Net::state_dict() const {
+  return impl_->model.state_dict();
+}
+NamedTensors Net::named_parameters() const {
+  return impl_->model.named_parameters();
+}
+NamedTensors Net::backbone_state_dict() const {
+  return impl_->model.backbone->state_dict();
+}
+void Net::train(bool on) {
+  impl_->model.train(on);
+}
+void Net::to(Device d) {
+  impl_->model.to(d);
+}
+void Net::zero_grad() {
+  impl_->model.zero_grad();
+}
 
 NamedTensors Net::dump(const Tensor& x) const {
   NoGradGuard ng;

@@ -1,10 +1,11 @@
 // Dataset reader on the COCO, Cityscapes and Mapillary Vistas layouts (tiny fake datasets in a temp
 // folder), its error messages, augmentation invariants (labels move with the image under scale,
 // crop, pad and flip) and the loader's determinism by seed whatever its thread count.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "parser/data.h"
 #include "parser/synth.h"
@@ -39,7 +40,8 @@ void write_layout(const fs::path& root, const std::string& layout) {
     json = root / "annotations" / "panoptic_val2017.json", pan = root / "annotations" / "panoptic_val2017";
     img = root / "val2017";
   } else if (layout == "cityscapes") {
-    json = root / "gtFine" / "cityscapes_panoptic_val.json", pan = root / "gtFine" / "cityscapes_panoptic_val";
+    json = root / "gtFine" / "cityscapes_panoptic_val.json",
+    pan = root / "gtFine" / "cityscapes_panoptic_val";
     img = root / "leftImg8bit" / "val";
   } else {
     json = root / "validation" / "v2.0" / "panoptic" / "panoptic_2020.json";
@@ -110,7 +112,8 @@ TEST_CASE("dataset layouts coco, cityscapes (recursive images), vistas read the 
       REQUIRE(s.gt.ids == want.panoptic.ids);
       REQUIRE(s.image == normalise_image(want.rgb, want.panoptic.height, want.panoptic.width));
     }
-    if (layout == "vistas") REQUIRE(resolve_dataset((tmp.path / "validation").string(), "val").layout == "vistas");
+    if (layout == "vistas")
+      REQUIRE(resolve_dataset((tmp.path / "validation").string(), "val").layout == "vistas");
     REQUIRE(resolve_dataset(tmp.path.string(), "val", layout).layout == layout);
   }
 }
@@ -118,7 +121,8 @@ TEST_CASE("dataset layouts coco, cityscapes (recursive images), vistas read the 
 TEST_CASE("dataset errors name the file: no split, missing / corrupt image, missing PNG", "[data]") {
   TempDir tmp;
   write_layout(tmp.path, "coco");
-  REQUIRE_THROWS_WITH(resolve_dataset(tmp.path.string(), "train"), Catch::Contains("panoptic_train2017.json"));
+  REQUIRE_THROWS_WITH(resolve_dataset(tmp.path.string(), "train"),
+                      Catch::Contains("panoptic_train2017.json"));
   REQUIRE_THROWS_WITH(resolve_dataset((tmp.path / "nope").string(), "val"), Catch::Contains("not a folder"));
   PanopticDataset ds(resolve_dataset(tmp.path.string(), "val"));
   fs::remove(tmp.path / "val2017" / "img0.jpg");
@@ -171,7 +175,8 @@ TEST_CASE("augment crop 40x45 larger than 21x26 pads image with 0 and labels wit
   Sample a = augment(s, opt, rng);
   int64_t pad = 0, inside = 0;
   for (int64_t p = 0; p < 40 * 45; ++p) {
-    bool is_pad = a.image[40 * 45 + p] == 0 && a.image[2 * 40 * 45 + p] == 0 && a.image[p] == 0 && a.gt.ids[p] == 0;
+    bool is_pad =
+        a.image[40 * 45 + p] == 0 && a.image[2 * 40 * 45 + p] == 0 && a.image[p] == 0 && a.gt.ids[p] == 0;
     pad += is_pad;
     inside += !is_pad;
   }
@@ -192,7 +197,8 @@ TEST_CASE("augment scale 0.5..2.0: labels are nearest samples of the image's sou
   for (uint64_t seed = 0; seed < 10; ++seed) {
     Rng rng(seed);
     Sample a = augment(s, opt, rng);
-    // Where the label map is constant over a 3x3 neighbourhood the bilinear image must show that segment's code.
+    // Where the label map is constant over a 3x3 neighbourhood the bilinear image must show that segment's
+    // code.
     int64_t checked = 0;
     for (int64_t y = 1; y + 1 < 17; ++y)
       for (int64_t x = 1; x + 1 < 19; ++x) {

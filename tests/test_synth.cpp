@@ -1,9 +1,10 @@
 // Synthetic scenes: determinism by seed, segments_info consistent with the id map (areas, boxes,
 // every id listed), categories, and a written dataset read back through the dataset reader.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <set>
-#include <unistd.h>
 
 #include "parser/data.h"
 #include "parser/synth.h"

@@ -4,6 +4,9 @@
 // PNG, unknown config field, NaN loss, failed checkpoint write) gives a clear message and a
 // non-zero exit. The failed-write case also runs in-process (the write-failure test hook), since
 // file permissions do not stop root.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -12,8 +15,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "parser/config.h"
 #include "parser/trainer.h"
@@ -53,8 +54,8 @@ struct RunResult {
 RunResult run(const std::string& args, const std::string& env = "") {
   // Sleeping OpenMP workers: spinning ones make a loaded 2-core machine crawl.
   static const std::string out_file = "/tmp/dl_train_e2e_out_" + std::to_string(::getpid()) + ".txt";
-  const std::string cmd = "OMP_WAIT_POLICY=passive " + env + " " + bin() + " " + args + " --no-progress > " +
-                          out_file + " 2>&1";
+  const std::string cmd =
+      "OMP_WAIT_POLICY=passive " + env + " " + bin() + " " + args + " --no-progress > " + out_file + " 2>&1";
   RunResult r;
   const int st = std::system(cmd.c_str());
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -77,8 +78,8 @@ RunResult run_plain(const std::string& args) {
 }
 
 void synth(const std::string& dir, int train, int val, const std::string& extra = "") {
-  RunResult r = run_plain("synth --out " + dir + " --preset easy --train " + std::to_string(train) + " --val " +
-                          std::to_string(val) + " --size 65x65 --seed 3 " + extra);
+  RunResult r = run_plain("synth --out " + dir + " --preset easy --train " + std::to_string(train) +
+                          " --val " + std::to_string(val) + " --size 65x65 --seed 3 " + extra);
   INFO(r.output);
   REQUIRE(r.code == 0);
 }
@@ -101,13 +102,14 @@ TEST_CASE("e2e demo config 800 steps on 65x65 easy scenes: held-out PQ >= 0.5", 
   REQUIRE(t.code == 0);
   REQUIRE(fs::exists(tmp / "run/checkpoint.safetensors"));
   REQUIRE(fs::exists(tmp / "run/train_log.jsonl"));
-  RunResult i = run(std::string("infer --config ") + kConfig + " --weights " + (tmp / "run/checkpoint.safetensors") +
-                    " --data " + (tmp / "data") + " --split val --out " + (tmp / "pred"));
+  RunResult i =
+      run(std::string("infer --config ") + kConfig + " --weights " + (tmp / "run/checkpoint.safetensors") +
+          " --data " + (tmp / "data") + " --split val --out " + (tmp / "pred"));
   INFO(i.output);
   REQUIRE(i.code == 0);
   REQUIRE(fs::exists(tmp / "pred/overlay/val_000000.png"));
-  RunResult e = run_plain("eval --gt-json " + (tmp / "data/val.json") + " --pred-json " + (tmp / "pred/panoptic.json") +
-                          " --json");
+  RunResult e = run_plain("eval --gt-json " + (tmp / "data/val.json") + " --pred-json " +
+                          (tmp / "pred/panoptic.json") + " --json");
   INFO(e.output);
   REQUIRE(e.code == 0);
   auto j = nlohmann::json::parse(e.output.substr(e.output.find('{')), nullptr, false);
@@ -123,8 +125,8 @@ TEST_CASE("e2e demo config 800 steps on 65x65 easy scenes: held-out PQ >= 0.5", 
     auto l = nlohmann::json::parse(line);
     if (l.contains("val")) continue;
     ++steps;
-    for (const char* k : {"step", "lr", "loss", "semantic", "heatmap", "short_offsets", "mid_offsets", "long_offsets",
-                          "images_per_s"})
+    for (const char* k : {"step", "lr", "loss", "semantic", "heatmap", "short_offsets", "mid_offsets",
+                          "long_offsets", "images_per_s"})
       REQUIRE(l.contains(k));
   }
   REQUIRE(steps == 800);
@@ -133,7 +135,8 @@ TEST_CASE("e2e demo config 800 steps on 65x65 easy scenes: held-out PQ >= 0.5", 
 TEST_CASE("e2e resume: 3 steps + resume to 6 == 6 steps, bit for bit", "[e2e]") {
   TempDir tmp;
   synth(tmp / "data", 12, 2);
-  const std::string base = std::string("train --config ") + kConfig + " --data " + (tmp / "data") + " --steps 6";
+  const std::string base =
+      std::string("train --config ") + kConfig + " --data " + (tmp / "data") + " --steps 6";
   RunResult a = run(base + " --out " + (tmp / "a"));
   INFO(a.output);
   REQUIRE(a.code == 0);
@@ -170,8 +173,8 @@ TEST_CASE("e2e resume: 3 steps + resume to 6 == 6 steps, bit for bit", "[e2e]") 
 TEST_CASE("e2e bad data: missing image, corrupt image, annotation naming a missing PNG", "[e2e]") {
   TempDir tmp;
   synth(tmp / "data", 4, 1);
-  const std::string base = std::string("train --config ") + kConfig + " --data " + (tmp / "data") + " --steps 4 --out " +
-                           (tmp / "run");
+  const std::string base = std::string("train --config ") + kConfig + " --data " + (tmp / "data") +
+                           " --steps 4 --out " + (tmp / "run");
   SECTION("missing image") {
     fs::remove(tmp / "data/images/train/train_000002.png");
     RunResult r = run(base);
@@ -194,7 +197,8 @@ TEST_CASE("e2e bad data: missing image, corrupt image, annotation naming a missi
     REQUIRE(r.output.find("train_000003.png") != std::string::npos);
   }
   SECTION("no dataset at all") {
-    RunResult r = run(std::string("train --config ") + kConfig + " --data " + (tmp / "nothing") + " --steps 4");
+    RunResult r =
+        run(std::string("train --config ") + kConfig + " --data " + (tmp / "nothing") + " --steps 4");
     INFO(r.output);
     REQUIRE(r.code != 0);
     REQUIRE(r.output.find("nothing") != std::string::npos);
@@ -216,8 +220,8 @@ TEST_CASE("e2e unknown config field is an error naming it", "[e2e]") {
 TEST_CASE("e2e NaN loss stops with a message and keeps the last good checkpoint", "[e2e]") {
   TempDir tmp;
   synth(tmp / "data", 8, 1);
-  const std::string base = std::string("train --config ") + kConfig + " --data " + (tmp / "data") + " --out " +
-                           (tmp / "run") + " --steps 6 --ckpt-every 2";
+  const std::string base = std::string("train --config ") + kConfig + " --data " + (tmp / "data") +
+                           " --out " + (tmp / "run") + " --steps 6 --ckpt-every 2";
   SECTION("test hook: NaN at step 5") {
     RunResult r = run(base, "DEEPERLAB_TEST_NAN_AT_STEP=5");
     INFO(r.output);
@@ -243,8 +247,8 @@ TEST_CASE("e2e NaN loss stops with a message and keeps the last good checkpoint"
 TEST_CASE("e2e failed checkpoint write: clear message, previous checkpoint intact", "[e2e]") {
   TempDir tmp;
   synth(tmp / "data", 8, 1);
-  const std::string base = std::string("train --config ") + kConfig + " --data " + (tmp / "data") + " --out " +
-                           (tmp / "run");
+  const std::string base =
+      std::string("train --config ") + kConfig + " --data " + (tmp / "data") + " --out " + (tmp / "run");
   RunResult first = run(base + " --steps 2");
   INFO(first.output);
   REQUIRE(first.code == 0);
