@@ -45,7 +45,9 @@ using DoubleList = std::vector<double>;
   X(double, max_scale, 2.0, "random scale augmentation: largest factor")                     \
   X(double, scale_step, 0.25, "random scale augmentation: step (0 = continuous)")            \
   X(bool, hflip, true, "random horizontal flip")                                             \
-  X(bool, shuffle, true, "shuffle the training images every epoch")
+  X(bool, shuffle, true, "shuffle the training images every epoch")                         \
+  X(std::string, layout, "auto", "dataset layout below --data: auto | synth | coco | cityscapes | vistas") \
+  X(int64_t, loader_threads, 2, "background threads preparing training batches")
 
 #define DL_TRAIN_FIELDS(X)                                                          \
   X(int64_t, batch_size, 8, "images per step (>= 2: BatchNorm in train mode)")      \
@@ -62,7 +64,10 @@ using DoubleList = std::vector<double>;
   X(int64_t, threads, 0, "CPU threads (0 = all cores)")                             \
   X(int64_t, log_every, 10, "steps between log lines")                              \
   X(int64_t, checkpoint_every, 1000, "steps between checkpoints (0 = only at the end)") \
-  X(std::string, output_dir, "runs", "checkpoints and logs go here")
+  X(std::string, output_dir, "runs", "checkpoints and logs go here")                \
+  X(double, grad_clip_norm, 0.0, "clip the global gradient norm to this (0 = off)")  \
+  X(int64_t, val_every, 0, "validate on the val split every N steps (0 = never)")    \
+  X(int64_t, val_images, 0, "validate on at most N images (0 = all)")
 
 #define DL_INFERENCE_FIELDS(X)                                                                         \
   X(int64_t, refine_iterations, 2, "offset refinement passes with the short-range offsets")            \
