@@ -41,7 +41,7 @@ int cmd_bench(int argc, char** argv) {
   DL_CHECK(mode == "infer" || mode == "train" || mode == "both",
            "bench: --mode must be infer, train or both");
   const Device dev = parse_device(ap.get("device"));
-  Net net(cfg.model);
+  DeeperLab net(cfg.model);
   net.to(dev);
   Rng rng(1);
   Tensor x = Tensor::uniform({n, 3, h, w}, rng, -1.0, 1.0).to(dev);

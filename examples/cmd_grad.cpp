@@ -7,9 +7,9 @@
 
 #include "core/storage.h"
 #include "examples/cli.h"
-#include "examples/grad_loss.h"
 #include "parser/config.h"
 #include "parser/model.h"
+#include "parser/trainer.h"
 #include "parser/panoptic.h"
 #include "weights/load.h"
 #include "weights/safetensors.h"
@@ -76,23 +76,21 @@ int cmd_grad(int argc, char** argv) {
   model.zero_grad();
 
   const HeadOutputs out = model.forward(normalize_image(img).to(device));
-  GradLossParams p;
-  p.semantic_weight = cfg.loss.semantic_weight;
-  p.heatmap_weight = cfg.loss.heatmap_weight;
-  p.short_weight = cfg.loss.short_offset_weight;
-  p.mid_weight = cfg.loss.mid_offset_weight;
-  p.long_weight = cfg.loss.long_offset_weight;
-  p.keep_fraction = cfg.loss.hard_pixel_fraction;
-  p.warmup_steps = cfg.loss.hard_pixel_warmup_steps;
-  p.radius = cfg.loss.keypoint_radius;
-  p.small_area = cfg.loss.small_instance_area;
-  p.small_weight = cfg.loss.small_instance_weight;
-  GradLoss loss = grad_loss(out, gt, gt_json.categories, p, step, png);
-  DL_CHECK(loss.finite, "grad: the loss is not finite (NaN or Inf); see the terms above");
+  const ClassMap classes(gt_json.categories);
+  DL_CHECK(out.semantic.size(1) == classes.num_classes(),
+           "grad: the model predicts " << out.semantic.size(1) << " semantic classes but the dataset has "
+                                       << classes.num_classes() << " categories (set model.num_classes in the config)");
+  const Targets targets = build_targets_on(gt, classes, target_config(cfg), device, png);
+  const LossTerms loss = deeperlab_loss(out, targets, loss_config(cfg), step);
+  DL_CHECK(all_finite(loss), "grad: the loss is not finite (NaN or Inf)");
+  const std::vector<std::pair<std::string, Tensor>> terms{
+      {"loss.semantic", loss.semantic},           {"loss.heatmap", loss.heatmap},
+      {"loss.short_offsets", loss.short_offsets}, {"loss.mid_offsets", loss.mid_offsets},
+      {"loss.long_offsets", loss.long_offsets},   {"loss.total", loss.total}};
   loss.total.backward();
 
   NamedTensors dump;
-  for (const auto& [name, t] : loss.terms) {
+  for (const auto& [name, t] : terms) {
     std::printf("%-20s %.9g\n", name.c_str(), t.item());
     dump.emplace_back(name, t.to(Device::CPU).view({1}));
   }
@@ -113,7 +111,7 @@ int cmd_grad(int argc, char** argv) {
                      {"device", dev},
                      {"batch_norm", ap.get_flag("train-bn") ? "train" : "eval"}});
   std::printf("instances %lld, parameters with a gradient %lld of %zu, written to %s\n",
-              (long long)loss.num_instances, (long long)with_grad, model.named_parameters().size(),
+              (long long)targets.instances[0].size(), (long long)with_grad, model.named_parameters().size(),
               ap.get("out").c_str());
   return 0;
 }

@@ -135,7 +135,7 @@ int cmd_infer(int argc, char** argv) {
                                                                << classes.num_classes() << " categories");
 
   // ---- model ----
-  Net model(cfg.model);
+  DeeperLab model(cfg.model);
   load_model_weights(model, ap.get("weights"));
   model.to(device);
   model.eval();
@@ -149,7 +149,7 @@ int cmd_infer(int argc, char** argv) {
     std::vector<float> img = normalise_image(rgb, h, w);
     if (i == 0 && ap.has("dump")) {
       Tensor x = Tensor::from_vector(img, {1, 3, h, w}).to(device);
-      NamedTensors named = model.dump(x);
+      NamedTensors named = dump_features(model, x);
       named.emplace_back("input", x);
       for (auto& kv : named) kv.second = kv.second.to(Device::CPU);
       write_weights(ap.get("dump"), named);

@@ -106,8 +106,8 @@ void read_value(const json& v, T& out, const char* section, const char* name, co
 DL_CONFIG_SECTION(ModelConfig, DL_MODEL_FIELDS)
 DL_CONFIG_SECTION(DataConfig, DL_DATA_FIELDS)
 DL_CONFIG_SECTION(TrainConfig, DL_TRAIN_FIELDS)
-DL_CONFIG_SECTION(InferenceConfig, DL_INFERENCE_FIELDS)
-DL_CONFIG_SECTION(LossConfig, DL_LOSS_FIELDS)
+DL_CONFIG_SECTION(InferenceSection, DL_INFERENCE_FIELDS)
+DL_CONFIG_SECTION(LossSection, DL_LOSS_FIELDS)
 
 void validate(const Config& c, const std::string& source) {
   const ModelConfig& m = c.model;
@@ -190,8 +190,8 @@ std::string config_reference() {
   reference_section(os, static_cast<const ModelConfig*>(nullptr), "model");
   reference_section(os, static_cast<const DataConfig*>(nullptr), "data");
   reference_section(os, static_cast<const TrainConfig*>(nullptr), "train");
-  reference_section(os, static_cast<const InferenceConfig*>(nullptr), "inference");
-  reference_section(os, static_cast<const LossConfig*>(nullptr), "loss");
+  reference_section(os, static_cast<const InferenceSection*>(nullptr), "inference");
+  reference_section(os, static_cast<const LossSection*>(nullptr), "loss");
   return os.str();
 }
 

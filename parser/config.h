@@ -100,10 +100,10 @@ struct DataConfig {
 struct TrainConfig {
   DL_TRAIN_FIELDS(DL_CONFIG_DECLARE_FIELD)
 };
-struct InferenceConfig {
+struct InferenceSection {
   DL_INFERENCE_FIELDS(DL_CONFIG_DECLARE_FIELD)
 };
-struct LossConfig {
+struct LossSection {
   DL_LOSS_FIELDS(DL_CONFIG_DECLARE_FIELD)
 };
 #undef DL_CONFIG_DECLARE_FIELD
@@ -113,8 +113,8 @@ struct Config {
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
-  InferenceConfig inference;
-  LossConfig loss;
+  InferenceSection inference;
+  LossSection loss;
 };
 
 // Reads a config file; `source` (the path) is named in every error.

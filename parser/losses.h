@@ -27,11 +27,6 @@ Tensor sigmoid_cross_entropy(const Tensor& logits, const Tensor& targets, const 
 // pred/target (N, 2C, H, W); mask (N, C, H, W) or (N, 1, H, W) broadcast over the C pairs.
 Tensor offset_l1(const Tensor& pred, const Tensor& target, const Tensor& mask, double scale);
 
-// The inline namespace keeps dl::LossConfig's spelling but gives it its own linker name: parser/config.h
-// declares a different dl::LossConfig (the config file's loss section), and without it the two
-// implicitly inline constructors would share one symbol across translation units (in unoptimised
-// builds the linker would keep one of them for both).
-inline namespace loss_options {
 struct LossConfig {
   double semantic_weight = 1.0;
   double heatmap_weight = 1.0;
@@ -44,7 +39,6 @@ struct LossConfig {
   // The kept fraction used at `step`.
   double keep_fraction_at(int64_t step) const;
 };
-}  // namespace loss_options
 
 struct LossTerms {
   Tensor semantic, heatmap, short_offsets, mid_offsets, long_offsets, total;  // scalars

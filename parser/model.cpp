@@ -130,4 +130,12 @@ double count_macs(const DeeperLab& model, int64_t h, int64_t w) {
   return mc.macs;
 }
 
+NamedTensors dump_features(const DeeperLab& model, const Tensor& x) {
+  NoGradGuard ng;
+  DeeperLabFeatures f = model.forward_features(x);
+  NamedTensors named = f.named();
+  for (auto& kv : named_heads(resize_heads(f.heads, x.size(2), x.size(3)), "heads.")) named.push_back(kv);
+  return named;
+}
+
 }  // namespace dl

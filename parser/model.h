@@ -52,6 +52,9 @@ class DeeperLab : public Module {
 // Resizes every head output to (h, w) (align_corners = true; see the file comment).
 HeadOutputs resize_heads(const HeadOutputs& s4, int64_t h, int64_t w);
 NamedTensors named_heads(const HeadOutputs& h, const std::string& prefix = "heads.");
+// The named intermediate features, the raw stride-4 head outputs and the heads at the input size
+// ("heads.*") for one input, without autograd (`deeperlab infer --dump`).
+NamedTensors dump_features(const DeeperLab& model, const Tensor& image_normalized);
 
 // uint8 (N, 3, H, W) RGB -> F32 x * 2/255 - 1 on the CPU (move it to the device afterwards).
 Tensor normalize_image(const Tensor& image_u8);

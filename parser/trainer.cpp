@@ -20,6 +20,8 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/optim.h"
+#include "parser/instance.h"
+#include "parser/losses.h"
 #include "weights/checkpoint.h"
 #include "weights/load.h"
 
@@ -57,7 +59,7 @@ static int64_t next_16k1(int64_t n) {
   return ((std::max<int64_t>(n, 1) - 1 + 15) / 16) * 16 + 1;
 }
 
-HeadOutputs run_model(const Net& model, const std::vector<float>& image, int64_t h, int64_t w,
+HeadOutputs run_model(const DeeperLab& model, const std::vector<float>& image, int64_t h, int64_t w,
                       Device device) {
   NoGradGuard ng;
   const int64_t ph = next_16k1(h), pw = next_16k1(w);
@@ -77,17 +79,42 @@ HeadOutputs run_model(const Net& model, const std::vector<float>& image, int64_t
   return o;
 }
 
-PanopticMap predict(const HeadOutputs& out, const ClassMap& classes, const Config& cfg) {
-  FusionParams p;
+TargetConfig target_config(const Config& cfg) {
+  TargetConfig t;
+  t.radius = cfg.loss.keypoint_radius;
+  t.small_area = cfg.loss.small_instance_area;
+  t.small_weight = cfg.loss.small_instance_weight;
+  return t;
+}
+
+LossConfig loss_config(const Config& cfg) {
+  LossConfig l;
+  l.semantic_weight = cfg.loss.semantic_weight;
+  l.heatmap_weight = cfg.loss.heatmap_weight;
+  l.short_weight = cfg.loss.short_offset_weight;
+  l.mid_weight = cfg.loss.mid_offset_weight;
+  l.long_weight = cfg.loss.long_offset_weight;
+  l.keep_fraction = cfg.loss.hard_pixel_fraction;
+  l.warmup_steps = cfg.loss.hard_pixel_warmup_steps;
+  l.radius = cfg.loss.keypoint_radius;
+  return l;
+}
+
+InferenceConfig inference_config(const Config& cfg) {
+  InferenceConfig p;
   p.radius = cfg.loss.keypoint_radius;
-  p.refine_iterations = cfg.inference.refine_iterations;
+  p.refine_steps = static_cast<int>(cfg.inference.refine_iterations);
   p.short_weight = cfg.inference.short_score_weight;
   p.long_weight = cfg.inference.long_score_weight;
   p.keypoint_threshold = cfg.inference.keypoint_threshold;
   p.nms_radius = cfg.inference.nms_radius;
   p.box_nms_iou = cfg.inference.box_nms_iou;
   p.min_area = cfg.inference.min_area;
-  return fuse_panoptic_outputs(out, classes, p);
+  return p;
+}
+
+PanopticMap predict(const HeadOutputs& out, const ClassMap& classes, const Config& cfg) {
+  return predict_panoptic(out, classes, inference_config(cfg));
 }
 
 std::string format_eval(const EvalResult& r) {
@@ -118,7 +145,7 @@ std::string format_eval(const EvalResult& r) {
   return os.str();
 }
 
-EvalResult evaluate(const Net& model, const PanopticDataset& data, const Config& cfg, Device device,
+EvalResult evaluate(const DeeperLab& model, const PanopticDataset& data, const Config& cfg, Device device,
                     int64_t max_images, const std::function<void(int64_t, int64_t)>& progress) {
   const ClassMap classes(data.categories());
   PanopticEvaluator ev(data.categories());
@@ -133,11 +160,11 @@ EvalResult evaluate(const Net& model, const PanopticDataset& data, const Config&
   return ev.result();
 }
 
-void load_model_weights(Net& model, const std::string& path) {
+void load_model_weights(DeeperLab& model, const std::string& path) {
   load_state(model.state_dict(), read_weights(path), path, true);
 }
 
-void save_train_checkpoint(const std::string& path, const Net& model, const Optimizer& optim, int64_t step,
+void save_train_checkpoint(const std::string& path, const DeeperLab& model, const Optimizer& optim, int64_t step,
                            const std::string& config_json) {
   try {
     save_checkpoint(path, model.state_dict(), &optim, step, nullptr,
@@ -148,7 +175,7 @@ void save_train_checkpoint(const std::string& path, const Net& model, const Opti
   }
 }
 
-int64_t load_train_checkpoint(const std::string& path, Net& model, Optimizer& optim) {
+int64_t load_train_checkpoint(const std::string& path, DeeperLab& model, Optimizer& optim) {
   return load_checkpoint(path, model.state_dict(), &optim, nullptr).step;
 }
 
@@ -216,10 +243,7 @@ TrainResult train(const TrainOptions& opt) {
   if (tc.val_every > 0)
     val_data = std::make_unique<PanopticDataset>(dataset_paths(cfg, opt.data_root, "val"));
 
-  TargetConfig target_cfg;
-  target_cfg.radius = cfg.loss.keypoint_radius;
-  target_cfg.small_area = cfg.loss.small_instance_area;
-  target_cfg.small_weight = cfg.loss.small_instance_weight;
+  const TargetConfig target_cfg = target_config(cfg);
 
   LoaderOptions lo;
   lo.batch_size = tc.batch_size;
@@ -235,19 +259,11 @@ TrainResult train(const TrainOptions& opt) {
   lo.augment.flip = cfg.data.hflip;
 
   // ---- model and optimizer ----
-  Net model(cfg.model);
+  DeeperLab model(cfg.model);
   model.to(device);
   const NamedTensors params = model.named_parameters();
   std::unique_ptr<Optimizer> optim = make_optimizer(tc, params);
-  LossParams lp;
-  lp.semantic_weight = cfg.loss.semantic_weight;
-  lp.heatmap_weight = cfg.loss.heatmap_weight;
-  lp.short_weight = cfg.loss.short_offset_weight;
-  lp.mid_weight = cfg.loss.mid_offset_weight;
-  lp.long_weight = cfg.loss.long_offset_weight;
-  lp.keep_fraction = cfg.loss.hard_pixel_fraction;
-  lp.warmup_steps = cfg.loss.hard_pixel_warmup_steps;
-  lp.radius = cfg.loss.keypoint_radius;
+  const LossConfig lp = loss_config(cfg);
   if (const char* e = std::getenv("DEEPERLAB_TEST_NAN_AT_STEP")) g_nan_step = std::atoll(e);
 
   int64_t step = 0;
@@ -255,7 +271,7 @@ TrainResult train(const TrainOptions& opt) {
     DL_CHECK(opt.resume.empty(),
              "train: --init and --resume exclude each other (a checkpoint holds every weight)");
     NamedTensors src = read_weights(opt.init);
-    NamedTensors bb = model.backbone_state_dict();
+    NamedTensors bb = model.backbone->state_dict();
     // Accept names with or without the "backbone." prefix.
     NamedTensors renamed;
     for (auto& kv : src) {
@@ -329,8 +345,8 @@ TrainResult train(const TrainOptions& opt) {
     Tensor images = b.images.to(device);
     Targets targets = device == Device::CPU ? b.targets : b.targets.to(device);
     HeadOutputs out = model.forward(images);
-    LossValues loss = compute_loss(out, targets, lp, step);
-    double total = loss.terms["loss"];
+    LossTerms loss = deeperlab_loss(out, targets, lp, step);
+    double total = loss.total.item();
     if (g_nan_step > 0 && step + 1 == g_nan_step) total = std::nan("");
     if (!std::isfinite(total)) {
       if (opt.progress) opt.progress(step - first_step, last - first_step, label, last_extra, true);
@@ -354,7 +370,12 @@ TrainResult train(const TrainOptions& opt) {
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ips = tc.batch_size / std::max(dt, 1e-9);
 
-    std::map<std::string, double> terms = loss.terms;
+    std::map<std::string, double> terms{{"loss", total},
+                                        {"semantic", loss.semantic.item()},
+                                        {"heatmap", loss.heatmap.item()},
+                                        {"short_offsets", loss.short_offsets.item()},
+                                        {"mid_offsets", loss.mid_offsets.item()},
+                                        {"long_offsets", loss.long_offsets.item()}};
     result.last_losses = terms;
     nlohmann::ordered_json line;
     line["step"] = step;

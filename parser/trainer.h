@@ -17,9 +17,11 @@
 #include "parser/config.h"
 #include "parser/data.h"
 #include "parser/heads.h"
+#include "parser/instance.h"
+#include "parser/losses.h"
+#include "parser/model.h"
 #include "parser/panoptic.h"
 #include "parser/targets.h"
-#include "parser/trainer_glue.h"
 
 namespace dl {
 
@@ -54,8 +56,13 @@ TrainResult train(const TrainOptions& opt);
 
 // Inference on one normalised image (CHW, 3 x H x W): pads to the next 16k+1 size with the mean,
 // runs the model (eval mode, no autograd) and crops the head outputs back to H x W.
-HeadOutputs run_model(const Net& model, const std::vector<float>& image, int64_t height, int64_t width,
+HeadOutputs run_model(const DeeperLab& model, const std::vector<float>& image, int64_t height, int64_t width,
                       Device device);
+
+// The option structs of the targets, the losses and the decoder, from a config's sections.
+TargetConfig target_config(const Config& cfg);
+LossConfig loss_config(const Config& cfg);
+InferenceConfig inference_config(const Config& cfg);
 
 // Panoptic prediction (dataset category ids, ids 1..n) for head outputs of one image.
 PanopticMap predict(const HeadOutputs& out, const ClassMap& classes, const Config& cfg);
@@ -64,7 +71,7 @@ PanopticMap predict(const HeadOutputs& out, const ClassMap& classes, const Confi
 std::string format_eval(const EvalResult& r);
 
 // PQ / PC / mIoU of the model on (up to max_images of) a dataset split.
-EvalResult evaluate(const Net& model, const PanopticDataset& data, const Config& cfg, Device device,
+EvalResult evaluate(const DeeperLab& model, const PanopticDataset& data, const Config& cfg, Device device,
                     int64_t max_images = 0,
                     const std::function<void(int64_t done, int64_t total)>& progress = {});
 
@@ -73,15 +80,15 @@ EvalResult evaluate(const Net& model, const PanopticDataset& data, const Config&
 DatasetPaths dataset_paths(const Config& cfg, const std::string& data_root, const std::string& split);
 
 // Sets the model's weights from a checkpoint or a weights file (strict).
-void load_model_weights(Net& model, const std::string& path);
+void load_model_weights(DeeperLab& model, const std::string& path);
 
 // Checkpoints (weights/checkpoint.h): model state, optimizer state, step and the config in one
 // atomically written safetensors file; read_weights() on it gives the model state alone.
 class Optimizer;
-void save_train_checkpoint(const std::string& path, const Net& model, const Optimizer& optim, int64_t step,
+void save_train_checkpoint(const std::string& path, const DeeperLab& model, const Optimizer& optim, int64_t step,
                            const std::string& config_json);
 // Loads model and optimizer state (strict: every name and shape must match) and returns the step.
-int64_t load_train_checkpoint(const std::string& path, Net& model, Optimizer& optim);
+int64_t load_train_checkpoint(const std::string& path, DeeperLab& model, Optimizer& optim);
 
 // Test hook: when > 0, the loss of that step (1-based) is replaced by NaN (exercises the NaN stop).
 void set_nan_loss_at_step_for_testing(int64_t step);
