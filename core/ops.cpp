@@ -6,34 +6,12 @@
 #include <cmath>
 
 #include "core/cpu/kernels.h"
+#include "core/dispatch.h"
 #ifdef DEEPERLAB_WITH_CUDA
 #include "cuda/kernels.h"
 #endif
 
 namespace dl {
-
-#ifdef DEEPERLAB_WITH_CUDA
-#define DL_CUDA(op, call)            \
-  do {                               \
-    call;                            \
-    ::dl::cuda::check_after_op(op);  \
-  } while (0)
-#define DL_STREAM ::dl::cuda::stream()
-#else
-#define DL_CUDA(op, call) DL_FAIL(op << ": CUDA tensor in a build without the CUDA backend")
-#endif
-
-// Runs BODY with T = float or double according to the (CPU) dtype.
-#define DL_CPU_FLOAT(dt, BODY) \
-  do {                         \
-    if ((dt) == DType::F32) {  \
-      using T = float;         \
-      BODY;                    \
-    } else {                   \
-      using T = double;        \
-      BODY;                    \
-    }                          \
-  } while (0)
 
 void check_float(const char* op, const Tensor& t, const char* what) {
   DL_CHECK(t.defined(), op << ": " << what << " is undefined");

@@ -143,6 +143,7 @@ void Progress::update(int64_t done, const std::string& extra) {
   const double min_gap = tty_ ? 0.1 : 5.0;
   if (!last && std::chrono::duration<double>(now - last_).count() < min_gap) return;
   last_ = now;
+  drawn_ = done;
   const double el = std::chrono::duration<double>(now - start_).count();
   const double rate = el > 0 ? done / el : 0;
   const double eta = rate > 0 ? (total_ - done) / rate : -1;
@@ -157,8 +158,11 @@ void Progress::update(int64_t done, const std::string& extra) {
 }
 
 void Progress::finish(const std::string& extra) {
-  last_ = std::chrono::steady_clock::time_point{};
-  update(total_, extra);
+  // The final line is drawn once: update(total) may have drawn it already.
+  if (drawn_ != total_ || !extra.empty()) {
+    last_ = std::chrono::steady_clock::time_point{};
+    update(total_, extra);
+  }
   if (tty_) std::fprintf(stderr, "\n");
 }
 

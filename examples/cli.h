@@ -49,6 +49,7 @@ class Progress {
  private:
   std::string label_, unit_;
   int64_t total_;
+  int64_t drawn_ = -1;  // `done` of the last line drawn
   std::chrono::steady_clock::time_point start_, last_;
   bool tty_;
 };

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/cpu/loss.h"
 #include "core/ops.h"
 #ifdef DEEPERLAB_WITH_CUDA
@@ -15,27 +16,6 @@
 
 namespace dl {
 
-#ifdef DEEPERLAB_WITH_CUDA
-#define DL_CUDA(op, call)           \
-  do {                              \
-    call;                           \
-    ::dl::cuda::check_after_op(op); \
-  } while (0)
-#define DL_STREAM ::dl::cuda::stream()
-#else
-#define DL_CUDA(op, call) DL_FAIL(op << ": CUDA tensor in a build without the CUDA backend")
-#endif
-
-#define DL_CPU_FLOAT(dt, BODY) \
-  do {                         \
-    if ((dt) == DType::F32) {  \
-      using T = float;         \
-      BODY;                    \
-    } else {                   \
-      using T = double;        \
-      BODY;                    \
-    }                          \
-  } while (0)
 
 namespace {
 

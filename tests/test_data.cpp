@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/temp_dir.h"
 #include "parser/data.h"
 #include "parser/synth.h"
 
@@ -14,17 +15,7 @@ namespace fs = std::filesystem;
 using namespace dl;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/dl_data_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using dl::testing::TempDir;
 
 SynthOptions small_opt() {
   SynthOptions o;

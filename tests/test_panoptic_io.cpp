@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "tests/temp_dir.h"
 #include "core/error.h"
 #include "parser/panoptic.h"
 
@@ -17,18 +18,7 @@ using namespace dl;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/dl_panoptic_io_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using dl::testing::TempDir;
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);

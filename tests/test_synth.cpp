@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "tests/temp_dir.h"
 #include "parser/data.h"
 #include "parser/synth.h"
 
@@ -13,17 +14,7 @@ namespace fs = std::filesystem;
 using namespace dl;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/dl_synth_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using dl::testing::TempDir;
 
 void check_consistent(const SynthScene& s) {
   const auto& m = s.panoptic;

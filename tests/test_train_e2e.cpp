@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 
+#include "tests/temp_dir.h"
 #include "parser/config.h"
 #include "parser/trainer.h"
 #include "weights/safetensors.h"
@@ -25,19 +26,7 @@ using namespace dl;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/dl_train_e2e_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& n) const { return (path / n).string(); }
-};
+using dl::testing::TempDir;
 
 std::string bin() {
   const char* b = std::getenv("DEEPERLAB_BIN");
