@@ -181,6 +181,9 @@ TEST_CASE("cuda conv2d vs cpu: dense, grouped, pointwise, depthwise", "[cuda][co
       {1, 5, 13, 12, 5, 3, 5, 1, 1, 5, false},    // depthwise 3x5 (generic kernel)
       {1, 4, 12, 13, 4, 4, 4, 2, 1, 4, false},    // depthwise 4x4 stride 2 (generic)
       {1, 48, 46, 46, 48, 7, 7, 1, 1, 48, true},  // depthwise 7x7, DeeperLab-like
+      {2, 3, 70, 97, 3, 7, 7, 1, 1, 3, true},     // depthwise 7x7, 24 tiles: 6 grad-weight chunks
+      {3, 2, 33, 31, 2, 5, 5, 1, 1, 2, false},    // depthwise 5x5, a chunk spans two images
+      {1, 2, 5, 3, 2, 7, 7, 1, 1, 2, false},      // depthwise 7x7, image smaller than the kernel
   };
   for (auto algo : conv_algos()) {
     cuda::set_conv_algo(algo);
