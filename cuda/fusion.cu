@@ -1,6 +1,8 @@
 // Instance prediction and fusion kernels (the GPU half of parser/instance.cpp): argmax, offset
 // refinement, keypoint votes, local maxima with compaction, candidate expansion, pixel assignment,
-// per-segment statistics and the final id map.
+// per-segment statistics and the final id map; plus the few host helpers that keep the pipeline
+// free of needless synchronisations (device-resident sigmoid table, queued copies, a cached
+// page-locked buffer for the id map read-back).
 //
 // The non-obvious decision: votes are 64-bit fixed-point integer atomics and all float arithmetic
 // goes through the shared non-contracting helpers of cuda/fusion.h, so the result is bit-identical
@@ -356,10 +358,14 @@ __device__ float g_sigmoid_lut[inst::kLutSize];
 
 const float* fusion_sigmoid_lut(const float* host_lut) {
   static std::once_flag once;
-  std::call_once(once, [&] { CUDA_CHECK(cudaMemcpyToSymbol(g_sigmoid_lut, host_lut, sizeof(g_sigmoid_lut))); });
-  void* p = nullptr;
-  CUDA_CHECK(cudaGetSymbolAddress(&p, g_sigmoid_lut));
-  return static_cast<const float*>(p);
+  static const float* device_lut = nullptr;
+  std::call_once(once, [&] {
+    CUDA_CHECK(cudaMemcpyToSymbol(g_sigmoid_lut, host_lut, sizeof(g_sigmoid_lut)));
+    void* p = nullptr;
+    CUDA_CHECK(cudaGetSymbolAddress(&p, g_sigmoid_lut));
+    device_lut = static_cast<const float*>(p);
+  });
+  return device_lut;
 }
 
 void fusion_h2d_async(void* dst, const void* src, size_t bytes, cudaStream_t s) {
