@@ -4,8 +4,9 @@
 // logits and every offset, so far more keypoint candidates survive), on the CPU with 1 and 2
 // threads, on CUDA when available, and the same work done by a PyTorch port (bench/fusion_ref.py)
 // in the same run when /usr/bin/python3 has torch.
-// Usage: bench_fusion [runs=5] [--cuda] [--torch cpu|cpu1|cuda,... | --no-torch] [--size HxW]...
-// (cpu1: the PyTorch port on one thread only)
+// Usage: bench_fusion [runs=5] [--cuda | --cuda-only] [--torch cpu|cpu1|cuda,... | --no-torch] [--size HxW]...
+// (cpu1: the PyTorch port on one thread only; --cuda-only: the CUDA rows without any CPU row,
+// ours or PyTorch's, for a short GPU run)
 #include <omp.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -75,12 +76,14 @@ void write_raw(const std::string& path, const HeadOutputs& o) {
 
 int main(int argc, char** argv) {
   int runs = 5;
-  bool use_cuda = false;
+  bool use_cuda = false, cuda_only = false;
   std::string torch_devices = "cpu";
   std::vector<std::pair<int64_t, int64_t>> sizes;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--cuda"))
       use_cuda = true;
+    else if (!std::strcmp(argv[i], "--cuda-only"))
+      use_cuda = cuda_only = true;
     else if (!std::strcmp(argv[i], "--no-torch"))
       torch_devices.clear();
     else if (!std::strcmp(argv[i], "--torch") && i + 1 < argc)
@@ -93,6 +96,7 @@ int main(int argc, char** argv) {
       runs = std::max(1, std::atoi(argv[i]));
   }
   if (sizes.empty()) sizes = {{1025, 2049}, {1441, 1441}};
+  if (cuda_only && torch_devices.find("cuda") == std::string::npos) torch_devices.clear();  // no raw dump either
   (void)use_cuda;  // used only in CUDA builds
   try {
     const ClassMap cm(bench_categories());
@@ -116,6 +120,7 @@ int main(int argc, char** argv) {
         }
         const std::string note = std::to_string(instances) + " GT instances";
         for (int threads : {1, 2}) {
+          if (cuda_only) break;
           omp_set_num_threads(threads);
           std::vector<InferenceTimings> all;
           std::vector<double> cpu_ms;
@@ -168,7 +173,7 @@ int main(int argc, char** argv) {
                                   std::to_string(h) + " " + std::to_string(w) + " " +
                                   std::to_string(cm.num_classes()) + " " + things + " " + std::to_string(runs);
           std::vector<std::pair<std::string, std::string>> variants;
-          if (torch_devices.find("cpu") != std::string::npos) {
+          if (!cuda_only && torch_devices.find("cpu") != std::string::npos) {
             variants.push_back({"PyTorch CPU 1 thr", "OMP_NUM_THREADS=1 " + cmd + " cpu"});
             if (torch_devices.find("cpu1") == std::string::npos)
               variants.push_back({"PyTorch CPU 2 thr", "OMP_NUM_THREADS=2 " + cmd + " cpu"});

@@ -1,6 +1,8 @@
 // Instance prediction and fusion kernels (the GPU half of parser/instance.cpp): argmax, offset
 // refinement, keypoint votes, local maxima with compaction, candidate expansion, pixel assignment,
-// per-segment statistics and the final id map.
+// per-segment statistics and the final id map; plus the few host helpers that keep the pipeline
+// free of needless synchronisations (device-resident sigmoid table, queued copies, a cached
+// page-locked buffer for the id map read-back).
 //
 // The non-obvious decision: votes are 64-bit fixed-point integer atomics and all float arithmetic
 // goes through the shared non-contracting helpers of cuda/fusion.h, so the result is bit-identical
@@ -9,8 +11,11 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
+#include <mutex>
 
 #include "core/error.h"
+#include "cuda/check.h"
 #include "cuda/fusion.h"
 
 namespace dl::cuda {
@@ -26,11 +31,30 @@ void check_launch(const char* op) {
   check_after_op(op);
 }
 
-__global__ void fusion_check_finite_kernel(unsigned long long* first_bad, const float* x, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const unsigned u = __float_as_uint(x[i]);
-    if ((u & 0x7f800000u) == 0x7f800000u) atomicMin(first_bad, static_cast<unsigned long long>(i));
+// One launch for all head tensors (blockIdx.y picks the tensor); 16-byte loads where the tensor
+// is aligned (the scan is bandwidth-bound). The first bad index per tensor is kept (atomicMin).
+__global__ void fusion_check_finite_kernel(unsigned long long* first_bad, FiniteCheck args) {
+  const int t = blockIdx.y;
+  const float* x = args.x[t];
+  const int64_t n = args.n[t];
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t start = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  auto bad = [](float v) { return (__float_as_uint(v) & 0x7f800000u) == 0x7f800000u; };
+  int64_t done = 0;
+  if ((reinterpret_cast<uintptr_t>(x) & 15) == 0) {
+    const int64_t n4 = n / 4;
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    for (int64_t i = start; i < n4; i += stride) {
+      const float4 v = __ldg(x4 + i);
+      if (bad(v.x) || bad(v.y) || bad(v.z) || bad(v.w)) {
+        const int64_t j = 4 * i + (bad(v.x) ? 0 : bad(v.y) ? 1 : bad(v.z) ? 2 : 3);
+        atomicMin(first_bad + t, static_cast<unsigned long long>(j));
+      }
+    }
+    done = 4 * n4;
   }
+  for (int64_t i = done + start; i < n; i += stride)
+    if (bad(__ldg(x + i))) atomicMin(first_bad + t, static_cast<unsigned long long>(i));
 }
 
 __global__ void fusion_argmax_kernel(int32_t* labels, uint8_t* thing, const float* sem, const uint8_t* lut, int k,
@@ -109,10 +133,11 @@ __global__ void fusion_candidates_kernel(int* count, int* list, int capacity, co
   if (slot < capacity) list[slot] = int(k * hw + i);
 }
 
-__global__ void fusion_expand_kernel(inst::Proposal* out, const int* list, int n, const float* mid,
-                                     const float* shrt, const unsigned long long* acc, int h, int w, int steps) {
+__global__ void fusion_expand_kernel(inst::Proposal* out, const int* list, const int* count, int capacity,
+                                     const float* mid, const float* shrt, const unsigned long long* acc, int h, int w,
+                                     int steps) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= n) return;
+  if (c >= min(*count, capacity)) return;
   const int64_t hw = int64_t(h) * w;
   const int k = int(list[c] / hw);
   const int64_t i = list[c] % hw;
@@ -254,10 +279,13 @@ __global__ void fusion_ids_kernel(int32_t* ids, const int32_t* owner, const int3
 
 }  // namespace
 
-void fusion_check_finite(unsigned long long* first_bad, const float* x, int64_t n, cudaStream_t s) {
-  if (n == 0) return;
-  const unsigned grid = unsigned(std::min<int64_t>(blocks_for(n), 4096));
-  fusion_check_finite_kernel<<<grid, kThreads, 0, s>>>(first_bad, x, n);
+void fusion_check_finite(unsigned long long* first_bad, const FiniteCheck& args, cudaStream_t s) {
+  int64_t most = 0;
+  for (int t = 0; t < FiniteCheck::kMax; ++t) most = std::max(most, args.n[t]);
+  CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, FiniteCheck::kMax * sizeof(unsigned long long), s));
+  if (most == 0) return;
+  const dim3 grid(unsigned(std::min<int64_t>(blocks_for((most + 3) / 4), 1024)), FiniteCheck::kMax);
+  fusion_check_finite_kernel<<<grid, kThreads, 0, s>>>(first_bad, args);
   check_launch("fusion_check_finite");
 }
 
@@ -288,10 +316,11 @@ void fusion_candidates(int* count, int* list, int capacity, const unsigned long 
   check_launch("fusion_candidates");
 }
 
-void fusion_expand(inst::Proposal* out, const int* list, int n, const float* mid, const float* shrt,
-                   const unsigned long long* acc, int h, int w, int steps, cudaStream_t s) {
-  if (n == 0) return;
-  fusion_expand_kernel<<<blocks_for(n), kThreads, 0, s>>>(out, list, n, mid, shrt, acc, h, w, steps);
+void fusion_expand(inst::Proposal* out, const int* list, const int* count, int capacity, const float* mid,
+                   const float* shrt, const unsigned long long* acc, int h, int w, int steps, cudaStream_t s) {
+  if (capacity == 0) return;
+  fusion_expand_kernel<<<blocks_for(capacity), kThreads, 0, s>>>(out, list, count, capacity, mid, shrt, acc, h, w,
+                                                                  steps);
   check_launch("fusion_expand");
 }
 
@@ -322,6 +351,64 @@ void fusion_stats(unsigned long long* area, int* bbox, unsigned long long* class
 void fusion_ids(int32_t* ids, const int32_t* owner, const int32_t* owner_to_id, int64_t hw, cudaStream_t s) {
   fusion_ids_kernel<<<blocks_for(hw), kThreads, 0, s>>>(ids, owner, owner_to_id, hw);
   check_launch("fusion_ids");
+}
+
+// The sigmoid table is the same for every call: uploaded once into a device global.
+__device__ float g_sigmoid_lut[inst::kLutSize];
+
+const float* fusion_sigmoid_lut(const float* host_lut) {
+  static std::once_flag once;
+  static const float* device_lut = nullptr;
+  std::call_once(once, [&] {
+    CUDA_CHECK(cudaMemcpyToSymbol(g_sigmoid_lut, host_lut, sizeof(g_sigmoid_lut)));
+    void* p = nullptr;
+    CUDA_CHECK(cudaGetSymbolAddress(&p, g_sigmoid_lut));
+    device_lut = static_cast<const float*>(p);
+  });
+  return device_lut;
+}
+
+void fusion_h2d_async(void* dst, const void* src, size_t bytes, cudaStream_t s) {
+  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+}
+
+void fusion_d2h_async(void* dst, const void* src, size_t bytes, cudaStream_t s) {
+  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+}
+
+void fusion_sync(cudaStream_t s) { CUDA_CHECK(cudaStreamSynchronize(s)); }
+
+namespace {
+struct PinnedHost {
+  void* p = nullptr;
+  size_t bytes = 0;
+  void release() {
+    if (p) cudaFreeHost(p);  // at process exit the runtime may be gone already: ignore the error
+    p = nullptr;
+    bytes = 0;
+  }
+  ~PinnedHost() { release(); }
+};
+PinnedHost& pinned_host() {
+  thread_local PinnedHost b;
+  return b;
+}
+}  // namespace
+
+void* fusion_pinned_host(size_t bytes) {
+  PinnedHost& b = pinned_host();
+  if (bytes <= b.bytes) return b.p;
+  CUDA_CHECK(cudaStreamSynchronize(stream()));  // no copy may still target the old buffer
+  b.release();
+  const size_t want = std::max<size_t>(bytes + bytes / 4, 1 << 20);
+  CUDA_CHECK(cudaMallocHost(&b.p, want));
+  b.bytes = want;
+  return b.p;
+}
+
+void fusion_release_pinned_host() {
+  if (pinned_host().p) CUDA_CHECK(cudaStreamSynchronize(stream()));
+  pinned_host().release();
 }
 
 }  // namespace dl::cuda

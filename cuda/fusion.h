@@ -175,8 +175,15 @@ DL_HD void expand_candidate(int k, int y, int x, const float* mid, const float* 
 
 namespace dl::cuda {
 
-// Index of the first non-finite element (or n when none) -> *first_bad (device, pre-set to n).
-void fusion_check_finite(unsigned long long* first_bad, const float* x, int64_t n, cudaStream_t s);
+// Up to kMax float tensors scanned for non-finite values in one launch (unused slots: n = 0).
+struct FiniteCheck {
+  static constexpr int kMax = 5;
+  const float* x[kMax] = {};
+  int64_t n[kMax] = {};
+};
+// first_bad[t] (kMax device slots) = index of the first non-finite element of tensor t, or
+// ULLONG_MAX when none (the launcher initialises the slots itself).
+void fusion_check_finite(unsigned long long* first_bad, const FiniteCheck& args, cudaStream_t s);
 // labels[i] = first argmax over K planes; thing[i] = isthing_lut[label].
 void fusion_argmax(int32_t* labels, uint8_t* thing, const float* semantic, const uint8_t* isthing_lut, int k,
                    int64_t hw, cudaStream_t s);
@@ -190,8 +197,9 @@ void fusion_vote_long(unsigned long long* acc, float* refined, const uint8_t* th
 // in *count (may exceed capacity: then only capacity entries are written).
 void fusion_candidates(int* count, int* list, int capacity, const unsigned long long* acc, int h, int w,
                        unsigned long long thr, cudaStream_t s);
-void fusion_expand(inst::Proposal* out, const int* list, int n, const float* mid, const float* shrt,
-                   const unsigned long long* acc, int h, int w, int steps, cudaStream_t s);
+// Expands list[c] for c < min(*count, capacity) (count read on the device: no host round trip).
+void fusion_expand(inst::Proposal* out, const int* list, const int* count, int capacity, const float* mid,
+                   const float* shrt, const unsigned long long* acc, int h, int w, int steps, cudaStream_t s);
 // owner[i]: -1 void, label (stuff), or k + j (instance j nearest by assign_cost, lowest j on ties);
 // then per-owner area, bbox (y0, x0, y1, x1 as 4 planes of k + n) and class votes (n * k).
 void fusion_assign(int32_t* owner, const int32_t* labels, const uint8_t* thing, const float* refined,
@@ -199,5 +207,17 @@ void fusion_assign(int32_t* owner, const int32_t* labels, const uint8_t* thing, 
 void fusion_stats(unsigned long long* area, int* bbox, unsigned long long* class_votes, const int32_t* owner,
                   const int32_t* labels, int k, int n, int h, int w, cudaStream_t s);
 void fusion_ids(int32_t* ids, const int32_t* owner, const int32_t* owner_to_id, int64_t hw, cudaStream_t s);
+
+// Device copy of the sigmoid table (host_lut: kLutSize floats), uploaded on the first call only.
+const float* fusion_sigmoid_lut(const float* host_lut);
+// Stream-ordered copies without a synchronisation. The host buffer must stay alive and unchanged
+// until the stream is synchronised (pageable memory is staged by the driver; pinned memory is not).
+void fusion_h2d_async(void* dst, const void* src, size_t bytes, cudaStream_t s);
+void fusion_d2h_async(void* dst, const void* src, size_t bytes, cudaStream_t s);
+void fusion_sync(cudaStream_t s);
+// The calling thread's page-locked host buffer of at least `bytes` bytes, kept and reused across
+// calls (grown when too small; growing first synchronises stream()); contents are not preserved.
+void* fusion_pinned_host(size_t bytes);
+void fusion_release_pinned_host();
 
 }  // namespace dl::cuda

@@ -834,7 +834,12 @@ Workspace& workspace() {
 }
 }  // namespace
 
-void release_inference_workspace() { workspace() = Workspace(); }
+void release_inference_workspace() {
+  workspace() = Workspace();
+#ifdef DEEPERLAB_WITH_CUDA
+  cuda::fusion_release_pinned_host();
+#endif
+}
 
 PanopticMap fuse_panoptic(const std::vector<int32_t>& labels, const std::vector<int32_t>& assignment,
                           size_t num_instances, const ClassMap& classes, const InferenceConfig& cfg, int64_t height,
@@ -899,13 +904,22 @@ struct DeviceBuf {
   }
 };
 
+// Stream-ordered upload without a synchronisation: `v` must outlive the next synchronisation
+// (every caller below keeps it alive until the final read-back of the call).
 template <class T>
 DeviceBuf upload(const std::vector<T>& v) {
   DeviceBuf b(v.size() * sizeof(T));
-  if (!v.empty()) cuda::memcpy_h2d(b.as<void>(), v.data(), v.size() * sizeof(T));
+  cuda::fusion_h2d_async(b.as<void>(), v.data(), v.size() * sizeof(T), cuda::stream());
   return b;
 }
 
+// Host round trips of the CUDA path (each one a synchronisation, each one needed):
+//   1. check: the five first-bad indices (the error must precede any result), one read;
+//   2. candidates: the count (sizes the next read; repeated only when the list overflows);
+//   3. candidates: list and proposals together (grouping is sequential, on the host);
+//   4. fusion: area, bbox and class votes in one buffer (the segment table is built on the host);
+//   5. fusion: the id map, through the cached page-locked buffer.
+// Everything else (uploads, memsets, kernels) is queued without waiting.
 PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classes, const InferenceConfig& cfg,
                                   InferenceTimings* timings) {
   auto t0 = Clock::now(), t = t0;
@@ -921,12 +935,16 @@ PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classe
   const int64_t hw = int64_t(h) * w;
   auto hs = heads(out);
   if (cfg.check_finite) {
-    std::vector<unsigned long long> first(5);
-    for (int k = 0; k < 5; ++k) first[k] = static_cast<unsigned long long>(hs[k]->numel());
-    DeviceBuf d_first = upload(first);
-    for (int k = 0; k < 5; ++k)
-      cuda::fusion_check_finite(d_first.as<unsigned long long>() + k, hs[k]->data<float>(), hs[k]->numel(), s);
-    cuda::memcpy_d2h(first.data(), d_first.as<void>(), 5 * sizeof(unsigned long long));
+    cuda::FiniteCheck fc;
+    static_assert(cuda::FiniteCheck::kMax == 5, "one slot per head output");
+    for (int k = 0; k < 5; ++k) {
+      fc.x[k] = hs[k]->data<float>();
+      fc.n[k] = hs[k]->numel();
+    }
+    DeviceBuf d_first(5 * sizeof(unsigned long long));
+    cuda::fusion_check_finite(d_first.as<unsigned long long>(), fc, s);
+    unsigned long long first[5];
+    cuda::memcpy_d2h(first, d_first.as<void>(), sizeof first);
     for (int k = 0; k < 5; ++k)
       if (first[k] < static_cast<unsigned long long>(hs[k]->numel())) {
         float v = 0;
@@ -938,7 +956,8 @@ PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classe
   }
   stage(tm.check);
   // Argmax and the thing mask.
-  DeviceBuf d_thing_lut = upload(thing_lut(classes));
+  const std::vector<uint8_t> h_thing_lut = thing_lut(classes);
+  DeviceBuf d_thing_lut = upload(h_thing_lut);
   DeviceBuf d_labels(hw * 4), d_thing(hw);
   cuda::fusion_argmax(d_labels.as<int32_t>(), d_thing.as<uint8_t>(), out.semantic.data<float>(),
                       d_thing_lut.as<uint8_t>(), K, hw, s);
@@ -946,25 +965,31 @@ PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classe
   // Refinement and votes.
   DeviceBuf d_acc(size_t(kNumKeypoints) * hw * 8), d_refined(size_t(2 * kNumKeypoints) * hw * 4);
   cuda::memset_zero(d_acc.as<void>(), size_t(kNumKeypoints) * hw * 8);
-  DeviceBuf d_lut = upload(inst::sigmoid_lut());
   if (cfg.short_weight > 0)
     cuda::fusion_vote_short(d_acc.as<unsigned long long>(), out.heatmap.data<float>(), out.short_offsets.data<float>(),
-                            d_lut.as<float>(), h, w, float(cfg.min_vote_weight), float(cfg.short_weight), s);
+                            cuda::fusion_sigmoid_lut(inst::sigmoid_lut().data()), h, w, float(cfg.min_vote_weight),
+                            float(cfg.short_weight), s);
   cuda::fusion_vote_long(d_acc.as<unsigned long long>(), d_refined.as<float>(), d_thing.as<uint8_t>(),
                          out.long_offsets.data<float>(), out.short_offsets.data<float>(), h, w, cfg.refine_steps,
                          float(cfg.long_weight), s);
   stage(tm.refine_vote);
-  // Candidates: compacted on the device, expanded into proposals there, ordered on the host.
+  // Candidates: compacted on the device and expanded there in the same pass (the expansion reads
+  // the count on the device), then list and proposals come back together and are ordered here.
   const double scale = inst::vote_scale(cfg);
   const unsigned long long thr = inst::threshold_acc(cfg);
-  int capacity = 1 << 14, count = 0;
+  // Initial capacity from the image size (small images then also exercise the regrow path).
+  int capacity = int(std::clamp<int64_t>(hw / 64, 256, 1 << 14)), count = 0;
   DeviceBuf d_count(4);
-  std::unique_ptr<DeviceBuf> d_list;
+  std::unique_ptr<DeviceBuf> d_list, d_prop;
   for (;;) {
     d_list = std::make_unique<DeviceBuf>(size_t(capacity) * 4);
+    d_prop = std::make_unique<DeviceBuf>(size_t(capacity) * sizeof(inst::Proposal));
     cuda::memset_zero(d_count.as<void>(), 4);
     cuda::fusion_candidates(d_count.as<int>(), d_list->as<int>(), capacity, d_acc.as<unsigned long long>(), h, w, thr,
                             s);
+    cuda::fusion_expand(d_prop->as<inst::Proposal>(), d_list->as<int>(), d_count.as<int>(), capacity,
+                        out.mid_offsets.data<float>(), out.short_offsets.data<float>(), d_acc.as<unsigned long long>(),
+                        h, w, cfg.refine_steps, s);
     cuda::memcpy_d2h(&count, d_count.as<void>(), 4);
     if (count <= capacity) break;
     capacity = count;
@@ -972,12 +997,12 @@ PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classe
   std::vector<int> list(count);
   std::vector<inst::Proposal> proposals(count);
   if (count > 0) {
-    cuda::memcpy_d2h(list.data(), d_list->as<void>(), size_t(count) * 4);
-    DeviceBuf d_prop(size_t(count) * sizeof(inst::Proposal));
-    cuda::fusion_expand(d_prop.as<inst::Proposal>(), d_list->as<int>(), count, out.mid_offsets.data<float>(),
-                        out.short_offsets.data<float>(), d_acc.as<unsigned long long>(), h, w, cfg.refine_steps, s);
-    cuda::memcpy_d2h(proposals.data(), d_prop.as<void>(), size_t(count) * sizeof(inst::Proposal));
+    cuda::fusion_d2h_async(list.data(), d_list->as<void>(), size_t(count) * 4, s);
+    cuda::fusion_d2h_async(proposals.data(), d_prop->as<void>(), size_t(count) * sizeof(inst::Proposal), s);
+    cuda::fusion_sync(s);
   }
+  d_list.reset();
+  d_prop.reset();
   std::vector<KeypointCandidate> cands(count);
   std::vector<size_t> order(count);
   for (int c = 0; c < count; ++c) {
@@ -1002,15 +1027,23 @@ PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classe
   cuda::fusion_assign(d_owner.as<int32_t>(), d_labels.as<int32_t>(), d_thing.as<uint8_t>(), d_refined.as<float>(),
                       d_kp.as<float>(), d_bar.as<float>(), n, K, h, w, s);
   stage(tm.assign);
-  const size_t owners = size_t(K) + n;
-  DeviceBuf d_area(owners * 8), d_bbox(owners * 16), d_votes(std::max<size_t>(size_t(n) * K, 1) * 8);
-  cuda::fusion_stats(d_area.as<unsigned long long>(), d_bbox.as<int>(), d_votes.as<unsigned long long>(),
-                     d_owner.as<int32_t>(), d_labels.as<int32_t>(), K, n, h, w, s);
-  std::vector<unsigned long long> area(owners), votes(size_t(n) * K);
-  std::vector<int> bbox(owners * 4);
-  cuda::memcpy_d2h(area.data(), d_area.as<void>(), owners * 8);
-  cuda::memcpy_d2h(bbox.data(), d_bbox.as<void>(), owners * 16);
-  if (n > 0) cuda::memcpy_d2h(votes.data(), d_votes.as<void>(), votes.size() * 8);
+  // One statistics buffer (area | class votes | bbox planes) so that one read brings it all back.
+  const size_t owners = size_t(K) + n, nvotes = size_t(n) * K;
+  const size_t stats_bytes = (owners + nvotes) * 8 + owners * 16;
+  DeviceBuf d_stats(stats_bytes);
+  unsigned long long* d_area = d_stats.as<unsigned long long>();
+  unsigned long long* d_votes = d_area + owners;
+  int* d_bbox = reinterpret_cast<int*>(d_votes + nvotes);
+  cuda::fusion_stats(d_area, d_bbox, d_votes, d_owner.as<int32_t>(), d_labels.as<int32_t>(), K, n, h, w, s);
+  // The id map's host vector is allocated and zero-filled (page faults) while the kernels run.
+  std::vector<int32_t> ids(hw);
+  std::vector<unsigned char> raw(stats_bytes);
+  cuda::memcpy_d2h(raw.data(), d_stats.as<void>(), stats_bytes);
+  std::vector<unsigned long long> area(owners), votes(nvotes);
+  std::vector<int32_t> bbox(owners * 4);
+  std::memcpy(area.data(), raw.data(), owners * 8);
+  if (nvotes) std::memcpy(votes.data(), raw.data() + owners * 8, nvotes * 8);
+  std::memcpy(bbox.data(), raw.data() + (owners + nvotes) * 8, owners * 16);
   inst::FusionStats st;
   st.area.assign(area.begin(), area.end());
   st.y0.assign(bbox.begin(), bbox.begin() + owners);
@@ -1020,10 +1053,21 @@ PanopticMap predict_panoptic_cuda(const HeadOutputs& out, const ClassMap& classe
   st.class_votes.assign(votes.begin(), votes.end());
   std::vector<int32_t> owner_to_id;
   PanopticMap pm = inst::build_segments(st, n, classes, cfg, h, w, owner_to_id);
+  // Final ids: owner -> id on the device, one copy into the cached page-locked buffer (several
+  // times faster than into pageable memory), then a parallel host copy into the result.
   DeviceBuf d_o2i = upload(owner_to_id), d_ids(hw * 4);
   cuda::fusion_ids(d_ids.as<int32_t>(), d_owner.as<int32_t>(), d_o2i.as<int32_t>(), hw, s);
-  pm.ids.resize(hw);
-  cuda::memcpy_d2h(pm.ids.data(), d_ids.as<void>(), hw * 4);
+  auto* pinned = static_cast<int32_t*>(cuda::fusion_pinned_host(size_t(hw) * 4));
+  cuda::fusion_d2h_async(pinned, d_ids.as<void>(), size_t(hw) * 4, s);
+  cuda::fusion_sync(s);
+  constexpr int64_t kChunk = 1 << 16;
+  const int64_t chunks = (hw + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b = c * kChunk, e = std::min(hw, b + kChunk);
+    std::memcpy(ids.data() + b, pinned + b, size_t(e - b) * 4);
+  }
+  pm.ids = std::move(ids);
   stage(tm.fusion);
   tm.total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (timings) *timings = tm;

@@ -1,6 +1,7 @@
 // CUDA instance prediction and fusion against the CPU reference: the same segments and the same
 // pixels, exactly (fixed-point votes, shared non-contracting arithmetic), on perfect, noisy and
 // random head outputs of odd sizes; and the same errors. Skips itself without a GPU.
+#include <cmath>
 #include <random>
 
 #include "parser/instance.h"
@@ -110,6 +111,25 @@ TEST_CASE("CUDA fusion == CPU: random outputs 63x91 K=4, offsets up to 40 px", "
   compare(o, cm, cfg);
 }
 
+TEST_CASE("CUDA fusion == CPU over calls: host buffers grown and released, 157x203 613x517 157x203",
+          "[cuda][instance]") {
+  DL_REQUIRE_GPU_OR_SKIP();
+  ClassMap cm(fusion_categories());
+  InferenceConfig cfg;
+  cfg.radius = 12;
+  auto outputs = [&](int h, int w, int n) {
+    TargetConfig tc;
+    tc.radius = 12;
+    return perfect_outputs(build_targets(random_fusion_scene(h, w, n, uint32_t(w)).map, cm, tc), cm);
+  };
+  const HeadOutputs small = outputs(157, 203, 14), large = outputs(613, 517, 30);
+  compare(small, cm, cfg);
+  compare(large, cm, cfg);  // id map larger than the first page-locked buffer
+  release_inference_workspace();
+  compare(small, cm, cfg);
+  compare(large, cm, cfg);
+}
+
 TEST_CASE("CUDA fusion: non-finite values and mixed devices raise the CPU errors", "[cuda][instance]") {
   DL_REQUIRE_GPU_OR_SKIP();
   ClassMap cm(fusion_categories());
@@ -118,6 +138,17 @@ TEST_CASE("CUDA fusion: non-finite values and mixed devices raise the CPU errors
   o.mid_offsets.data<float>()[(7 * 9 + 4) * 11 + 3] = std::nanf("");
   REQUIRE_THROWS_WITH(predict_panoptic(to_cuda(o), cm, InferenceConfig()),
                       Catch::Contains("'mid_offsets'") && Catch::Contains("[0, 7, 4, 3]"));
+  // Scalar tail of the vectorised scan (495 heatmap values) and the first of two bad values in one
+  // 16-byte load.
+  o.mid_offsets.data<float>()[(7 * 9 + 4) * 11 + 3] = 0.0f;
+  o.mid_offsets.data<float>()[1003] = std::nanf("");
+  o.mid_offsets.data<float>()[1001] = -INFINITY;
+  REQUIRE_THROWS_WITH(predict_panoptic(to_cuda(o), cm, InferenceConfig()),
+                      Catch::Contains("'mid_offsets'") && Catch::Contains("[0, 10, 1, 0]"));
+  o.heatmap.data<float>()[494] = INFINITY;
+  REQUIRE_THROWS_WITH(predict_panoptic(to_cuda(o), cm, InferenceConfig()),
+                      Catch::Contains("'heatmap'") && Catch::Contains("[0, 4, 8, 10]"));
+  o.heatmap.data<float>()[494] = 0.0f;
   HeadOutputs mixed = to_cuda(o);
   mixed.heatmap = o.heatmap;
   REQUIRE_THROWS_WITH(predict_panoptic(mixed, cm, InferenceConfig()), Catch::Contains("'heatmap' is on cpu"));
