@@ -8,6 +8,8 @@
 # DEEPERLAB_GPU_CHECK_BUDGET seconds (default 450).
 #
 #   scripts/gpu-check.sh               the check (on the GPU machine)
+#   scripts/gpu-check.sh --quick       only the CUDA tests and the depthwise / fusion GPU benchmarks
+#                                      (a short re-check after a kernel change)
 #   scripts/gpu-check.sh --fetch-deps  on a Debian 12 machine with network: download the .deb files
 #                                      the GPU machine may lack into build-deps/ (carry that folder)
 set -uo pipefail
@@ -16,6 +18,8 @@ REPO=$(pwd)
 DEPS_DIR=${DEEPERLAB_DEPS_DIR:-$REPO/build-deps}
 DEPS_PKGS=(libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libquadmath0 catch2 nlohmann-json3-dev libstb-dev)
 
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
 if [ "${1:-}" = "--fetch-deps" ]; then
   mkdir -p "$DEPS_DIR" && cd "$DEPS_DIR" || exit 1
   apt-get download "${DEPS_PKGS[@]}" || { echo "apt-get download failed"; exit 1; }
@@ -235,7 +239,9 @@ step "configure" "$BUILDLOG" 90 cmake -S "$REPO" -B "$BUILD" -G "$GEN" -DCMAKE_B
 CONFIGURED=$?
 BUILT=1
 if [ $CONFIGURED -eq 0 ]; then
-  step "build (-j$JOBS)" "$BUILDLOG" 330 cmake --build "$BUILD" -j "$JOBS"
+  QUICK_TARGETS=()
+  [ $QUICK = 1 ] && QUICK_TARGETS=(--target test_cuda_ops test_cuda_runtime test_cuda_fusion test_cuda_losses bench_cuda_ops bench_fusion)
+  step "build (-j$JOBS)" "$BUILDLOG" 330 cmake --build "$BUILD" -j "$JOBS" "${QUICK_TARGETS[@]}"
   BUILT=$?
   if [ $BUILT -ne 0 ]; then
     # Build what can be built, so the tests that compiled still run.
@@ -245,14 +251,23 @@ if [ $CONFIGURED -eq 0 ]; then
 fi
 
 if [ $CONFIGURED -eq 0 ] && [ "$TESTS" = ON ]; then
-  step "ctest (all tests)" "$CTESTLOG" 200 ctest --test-dir "$BUILD" --output-on-failure -j 4 --timeout 150
+  if [ $QUICK = 1 ]; then
+    for t in test_cuda_ops test_cuda_runtime test_cuda_fusion test_cuda_losses; do
+      step "$t" "$CTESTLOG" 90 "$BUILD/$t"
+    done
+  else
+    step "ctest (all tests)" "$CTESTLOG" 200 ctest --test-dir "$BUILD" --output-on-failure -j 4 --timeout 150
+  fi
   # The CUDA tests once more with every op synchronised and checked (pins an error to its op).
   for t in test_cuda_runtime test_cuda_ops; do
     [ -x "$BUILD/$t" ] && step "$t (DEEPERLAB_CUDA_SYNC=1)" "$EXTRALOG" 90 env DEEPERLAB_CUDA_SYNC=1 "$BUILD/$t"
   done
 fi
 
-if [ -x "$BUILD/bench_cuda_ops" ]; then
+if [ $QUICK = 1 ]; then
+  step "bench_cuda_ops (depthwise rows)" "$BENCHLOG" 60 "$BUILD/bench_cuda_ops" --runs 20 --only dw7
+  step "bench_fusion (CUDA only)" "$BENCHLOG" 40 "$BUILD/bench_fusion" 3 --cuda-only --no-torch
+elif [ -x "$BUILD/bench_cuda_ops" ]; then
   step "bench_cuda_ops" "$BENCHLOG" 150 "$BUILD/bench_cuda_ops" --runs 20
   if [ -n "$CUDNN_HINT$CUDNN_SYS" ]; then
     step "bench_cuda_ops (DEEPERLAB_CONV_ALGO=cudnn, dense 3x3 rows)" "$BENCHLOG" 60 env DEEPERLAB_CONV_ALGO=cudnn \
@@ -261,11 +276,11 @@ if [ -x "$BUILD/bench_cuda_ops" ]; then
 fi
 
 # Post-processing and target building on the GPU (CPU rows of the same run for comparison).
-[ -x "$BUILD/bench_fusion" ] && step "bench_fusion (CUDA)" "$BENCHLOG" 60 "$BUILD/bench_fusion" 3 --cuda --no-torch
-[ -x "$BUILD/bench_targets" ] && step "bench_targets (CUDA)" "$BENCHLOG" 40 "$BUILD/bench_targets" 1441 50 5 --cuda
+[ $QUICK = 0 ] && [ -x "$BUILD/bench_fusion" ] && step "bench_fusion (CUDA)" "$BENCHLOG" 60 "$BUILD/bench_fusion" 3 --cuda --no-torch
+[ $QUICK = 0 ] && [ -x "$BUILD/bench_targets" ] && step "bench_targets (CUDA)" "$BENCHLOG" 40 "$BUILD/bench_targets" 1441 50 5 --cuda
 
 # compute-sanitizer (memcheck) over the CUDA op tests, with whatever time is left.
-if [ "$TESTS" = ON ] && [ -x "$BUILD/test_cuda_ops" ] && command -v compute-sanitizer >/dev/null 2>&1; then
+if [ $QUICK = 0 ] && [ "$TESTS" = ON ] && [ -x "$BUILD/test_cuda_ops" ] && command -v compute-sanitizer >/dev/null 2>&1; then
   OPTIONAL=1
   step "compute-sanitizer memcheck test_cuda_ops (im2col)" "$EXTRALOG" 150 env DEEPERLAB_TEST_CONV_ALGO=im2col \
     compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/test_cuda_ops"
