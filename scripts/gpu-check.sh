@@ -285,6 +285,8 @@ if [ $QUICK = 0 ] && [ "$TESTS" = ON ] && [ -x "$BUILD/test_cuda_ops" ] && comma
   step "compute-sanitizer memcheck test_cuda_ops (im2col)" "$EXTRALOG" 150 env DEEPERLAB_TEST_CONV_ALGO=im2col \
     compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/test_cuda_ops"
   OPTIONAL=0
+elif [ $QUICK = 1 ]; then
+  echo "memcheck pass skipped (--quick)" | tee -a "$EXTRALOG"
 elif [ "$TESTS" = ON ]; then
   echo "compute-sanitizer not found; memcheck pass skipped" | tee -a "$EXTRALOG"
 fi
