@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Training throughput of the same DeeperLab network in PyTorch (CPU), for docs/PERF_train.md.
+"""Training throughput of the same DeeperLab network in PyTorch (CPU), for docs/PERF.md.
 
 Builds the network of a deeperlab config with tools/torch_deeperlab.py and times full training
 steps (forward in train mode, a loss over all five heads, backward, SGD step) on random inputs.
