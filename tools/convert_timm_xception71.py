@@ -17,15 +17,13 @@ head.*, fc.*, *.num_batches_tracked: dropped.
 timm is not installed on the build machines, so this mapping is checked by a round trip through
 ours_to_timm() (the inverse table) rather than against timm itself.
 """
-import argparse
 import os
 import re
 import sys
 
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_deeperlab import write_safetensors  # noqa: E402
+from torch_deeperlab import convert_state_dict, converter_main  # noqa: E402
 
 N_MIDDLE = 16
 
@@ -78,27 +76,8 @@ def ours_to_timm(name):
 
 
 def convert(src, dst, prefix="backbone."):
-    state = torch.load(src, map_location="cpu")
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    out = {}
-    for name, t in state.items():
-        ours = map_name(name)
-        if ours is not None:
-            out[prefix + ours] = t.detach().to(torch.float32).contiguous()
-    write_safetensors(dst, out, {"source": os.path.basename(src), "converter": "convert_timm_xception71"})
-    return out
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("src", help="torch.save'd timm xception71 state dict")
-    ap.add_argument("dst", help="output .safetensors")
-    ap.add_argument("--prefix", default="backbone.", help="prepended to every name (default: backbone.)")
-    a = ap.parse_args()
-    out = convert(a.src, a.dst, a.prefix)
-    print(f"wrote {len(out)} tensors to {a.dst}")
+    return convert_state_dict(src, dst, map_name, "convert_timm_xception71", prefix)
 
 
 if __name__ == "__main__":
-    main()
+    converter_main(__doc__, "timm xception71", map_name, "convert_timm_xception71")

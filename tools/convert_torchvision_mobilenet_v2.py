@@ -14,15 +14,13 @@ features.i.conv.2 / .3           -> blocks.(i-1).project.conv / .bn
 features.18.*, classifier.*, *.num_batches_tracked: dropped (DeepLab's backbone ends at 320 ch).
 Only the kernel-3 model (backbone_kernel_size 3) can take these weights.
 """
-import argparse
 import os
 import re
 import sys
 
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_deeperlab import write_safetensors  # noqa: E402
+from torch_deeperlab import convert_state_dict, converter_main  # noqa: E402
 
 
 def map_name(name):
@@ -47,27 +45,8 @@ def map_name(name):
 
 
 def convert(src, dst, prefix="backbone."):
-    state = torch.load(src, map_location="cpu")
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    out = {}
-    for name, t in state.items():
-        ours = map_name(name)
-        if ours is not None:
-            out[prefix + ours] = t.detach().to(torch.float32).contiguous()
-    write_safetensors(dst, out, {"source": os.path.basename(src), "converter": "convert_torchvision_mobilenet_v2"})
-    return out
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("src", help="torch.save'd torchvision mobilenet_v2 state dict")
-    ap.add_argument("dst", help="output .safetensors")
-    ap.add_argument("--prefix", default="backbone.", help="prepended to every name (default: backbone.)")
-    a = ap.parse_args()
-    out = convert(a.src, a.dst, a.prefix)
-    print(f"wrote {len(out)} tensors to {a.dst}")
+    return convert_state_dict(src, dst, map_name, "convert_torchvision_mobilenet_v2", prefix)
 
 
 if __name__ == "__main__":
-    main()
+    converter_main(__doc__, "torchvision mobilenet_v2", map_name, "convert_torchvision_mobilenet_v2")

@@ -13,6 +13,7 @@ runner used by tests/test_network_conformance.cpp:
   torch_deeperlab.py params CONFIG      print parameter names, shapes and the total
 """
 import json
+import os
 import math
 import struct
 import sys
@@ -52,6 +53,32 @@ def write_safetensors(path, tensors, metadata=None):
             f.write(b)
     import os
     os.replace(tmp, path)
+
+def convert_state_dict(src, dst, map_name, converter, prefix="backbone."):
+    """Loads a torch.save'd state dict, renames every tensor with map_name (None = drop it),
+    prepends prefix and writes float32 safetensors; returns the written dict."""
+    state = torch.load(src, map_location="cpu")
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    out = {}
+    for name, t in state.items():
+        ours = map_name(name)
+        if ours is not None:
+            out[prefix + ours] = t.detach().to(torch.float32).contiguous()
+    write_safetensors(dst, out, {"source": os.path.basename(src), "converter": converter})
+    return out
+
+
+def converter_main(doc, what, map_name, converter):
+    """The command line shared by the backbone converters: SRC DST [--prefix P]."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", help=f"torch.save'd {what} state dict")
+    ap.add_argument("dst", help="output .safetensors")
+    ap.add_argument("--prefix", default="backbone.", help="prepended to every name (default: backbone.)")
+    a = ap.parse_args()
+    out = convert_state_dict(a.src, a.dst, map_name, converter, a.prefix)
+    print(f"wrote {len(out)} tensors to {a.dst}")
 
 
 def read_safetensors(path):
