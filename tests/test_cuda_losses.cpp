@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "tests/target_scenes.h"
 #include "parser/losses.h"
 #include "parser/targets.h"
 #include "tests/testing.h"
@@ -12,33 +13,9 @@ using namespace dl;
 
 namespace {
 
-PanopticMap random_scene(int64_t h, int64_t w, int n, uint64_t seed) {
-  Rng rng(seed);
-  PanopticMap m;
-  m.height = h;
-  m.width = w;
-  m.ids.assign(h * w, 0);
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) m.ids[y * w + x] = (y < h / 2) ? 1 : ((x % 13) == 0 ? 0 : 2);
-  m.segments.push_back({1, 1, false, 0, {}});
-  m.segments.push_back({2, 1, false, 0, {}});
-  for (int i = 0; i < n; ++i) {
-    const int32_t id = 1000 + i * 37;
-    const double cy = rng.uniform(0, double(h)), cx = rng.uniform(0, double(w));
-    const double ry = rng.uniform(1, double(h) / 4), rx = rng.uniform(1, double(w) / 4);
-    for (int64_t y = 0; y < h; ++y)
-      for (int64_t x = 0; x < w; ++x) {
-        const double u = (y - cy) / ry, v = (x - cx) / rx;
-        if (u * u + v * v <= 1) m.ids[y * w + x] = id;
-      }
-    m.segments.push_back({id, i % 2 ? 3 : 7, i % 5 == 4, 0, {}});
-  }
-  return m;
-}
+using dl::testing::random_scene;
 
-std::vector<Category> categories() {
-  return {{7, "car", true, {}}, {1, "road", false, {}}, {3, "person", true, {}}};
-}
+std::vector<Category> categories() { return dl::testing::scene_categories(); }
 
 void require_equal(const Tensor& gpu, const Tensor& cpu, const char* what) {
   INFO(what << " " << cpu.desc());
