@@ -8,7 +8,6 @@ resident size before the case: the C++ side measures the same way).
 Standalone it prints a table; with --machine it prints tab-separated ROW lines for the C++ side.
 """
 import argparse
-import ctypes
 import os
 import statistics
 import sys
@@ -19,30 +18,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import torch_deeperlab as T  # noqa: E402
 
-LIBC = ctypes.CDLL("libc.so.6")
-
-
-def proc_kb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1])
-    return -1
-
-
-def reset_hwm():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
+import proc_mem  # noqa: E402  (bench/, the script's own folder)
 
 def run(model, x, backward, reps):
     times = []
-    LIBC.malloc_trim(0)
-    rss0 = proc_kb("VmRSS:")
-    reset_hwm()
+    rss0 = proc_mem.start()
     for _ in range(reps + 1):  # the first run warms up
         t0 = time.perf_counter()
         if backward:
@@ -53,7 +33,7 @@ def run(model, x, backward, reps):
             with torch.no_grad():
                 model(x)
         times.append(time.perf_counter() - t0)
-    peak = (proc_kb("VmHWM:") - rss0) / 1024.0
+    peak = proc_mem.peak_mb(rss0)
     return statistics.median(times[1:]) * 1000.0, peak
 
 

@@ -9,12 +9,13 @@ Run with /usr/bin/python3 (Debian's torch). Standalone it prints a table; with -
 tab-separated ROW lines for the C++ benchmark to parse.
 """
 import argparse
-import ctypes
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+
+import proc_mem  # noqa: E402  (bench/, the script's own folder)
 
 
 def make_cases():
@@ -36,25 +37,6 @@ def make_cases():
     return out
 
 
-def proc_kb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1])
-    return -1
-
-
-def reset_hwm():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-LIBC = ctypes.CDLL("libc.so.6")
-
-
 def run_case(case, min_reps, budget, cpu_clock=False):
     _, cin, cout, h, k, groups, bwd = case
     g = torch.Generator().manual_seed(1)
@@ -62,9 +44,7 @@ def run_case(case, min_reps, budget, cpu_clock=False):
     w = torch.randn(cout, cin // groups, k, k, generator=g) * 0.05
     pad = k // 2
     gy = torch.randn(1, cout, h, h, generator=g) if bwd else None
-    LIBC.malloc_trim(0)
-    rss0 = proc_kb("VmRSS:")
-    reset_hwm()
+    rss0 = proc_mem.start()
 
     def once():
         with torch.no_grad():
@@ -86,7 +66,7 @@ def run_case(case, min_reps, budget, cpu_clock=False):
     ms = 1e3 * statistics.median(times)
     macs = cout * h * h * (cin // groups) * k * k
     gflops = 2.0 * macs * (2 if bwd else 1) / (ms * 1e-3) / 1e9
-    peak_mb = (proc_kb("VmHWM:") - rss0) / 1024.0
+    peak_mb = proc_mem.peak_mb(rss0)
     return ms, gflops, peak_mb
 
 
