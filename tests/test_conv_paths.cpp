@@ -1,6 +1,8 @@
 // Every fast CPU convolution path (pointwise GEMM, im2col + GEMM, depthwise) against the direct
 // reference on random odd shapes, forward + grad-input + grad-weight, in float and double; the
 // dispatcher through the conv2d op; and finite-difference gradient checks through each path.
+#include <omp.h>
+
 #include <cmath>
 #include <functional>
 #include <random>
@@ -129,6 +131,17 @@ TEST_CASE("pointwise 1x1 GEMM vs direct, 1x5x17x34 and 2x3x9x7, float and double
         check_path<double>(Path::Pointwise, g, bias, tol_for<double>(), 12);
       }
     }
+}
+
+TEST_CASE("pointwise grad-weight with a long depth and few channels: depth split over threads", "[conv][paths]") {
+  // 40x45 = 1800 pixels of depth for a 5x6 weight: too few rows or columns to split, so the
+  // threads take slices of the depth (three threads, whatever the machine, to get uneven slices).
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(3);
+  ConvGeom g = geom({2, 6, 40, 45}, 5, 1, Conv2dOptions{});
+  check_path<float>(Path::Pointwise, g, false, tol_for<float>(), 13);
+  check_path<double>(Path::Pointwise, g, true, tol_for<double>(), 14);
+  omp_set_num_threads(saved);
 }
 
 TEST_CASE("dense im2col k=1,3,5,7 s=1,2 d=1,2,6 'same' vs direct, float and double", "[conv][paths]") {

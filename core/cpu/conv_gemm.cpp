@@ -1,7 +1,7 @@
-// Convolution as matrix products through OpenBLAS: pointwise 1x1 directly on the NCHW planes, dense
-// convolutions through im2col (col2im for grad-input), one image at a time.
-// Non-obvious decision: OpenBLAS runs single-threaded and OpenMP does all the threading: each GEMM is
-// split into column (or row) panels, one single-threaded BLAS call per OpenMP thread. OpenBLAS's own
+// Convolution as matrix products (float: core/cpu/sgemm.cpp, double: OpenBLAS): pointwise 1x1 directly
+// on the NCHW planes, dense convolutions through im2col (col2im for grad-input), one image at a time.
+// Non-obvious decision: the GEMMs run single-threaded and OpenMP does all the threading: each GEMM is
+// split into column (or row) panels, one single-threaded GEMM call per OpenMP thread. OpenBLAS's own
 // pthread pool spins (sched_yield) for a while after every call it serves; on a small machine that
 // steals the cores from the OpenMP loops of the next layer, and the two pools must never nest.
 // The column buffer covers a block of output rows sized to stay under kColBytes, allocated once per call.
@@ -10,30 +10,47 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "core/cpu/conv_fast.h"
+#include "core/cpu/sgemm.h"
 
 namespace dl::cpu {
 namespace {
 
 constexpr int64_t kColBytes = int64_t(32) << 20;
 
-void blas_single_threaded() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
-
 inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
-              int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
+  sgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
                   const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// A small C with a long depth (grad-weight of a thin layer on a big map): each thread takes a slice of
+// the depth into its own partial C, then the partials are summed into C.
+template <class T>
+void gemm_split_depth(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                      int64_t ldb, T beta, T* c, int64_t ldc) {
+  const int64_t parts = std::min<int64_t>(omp_get_max_threads(), k / 512);
+  const int64_t chunk = (k + parts - 1) / parts;
+  std::vector<T> partial(size_t((parts - 1) * m * n));
+#pragma omp parallel for schedule(static) num_threads(int(parts))
+  for (int64_t p = 0; p < parts; ++p) {
+    const int64_t lo = p * chunk, len = std::min(k, lo + chunk) - lo;
+    const T* ap = ta ? a + lo * lda : a + lo;
+    const T* bp = tb ? b + lo : b + lo * ldb;
+    if (p == 0)
+      gemm1(ta, tb, m, n, len, ap, lda, bp, ldb, beta, c, ldc);
+    else
+      gemm1(ta, tb, m, n, len, ap, lda, bp, ldb, T(0), partial.data() + (p - 1) * m * n, n);
+  }
+  for (int64_t p = 1; p < parts; ++p)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += partial[size_t(((p - 1) * m + i) * n + j)];
 }
 
 // Row-major C[M,N] = op(A) * op(B) + beta * C, split over the OpenMP threads along N (or M when N is
@@ -47,6 +64,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t
   const int64_t len = split_n ? n : m;
   // Panels of at least 64 columns/rows (BLAS packing is amortised); a multiple of 16 keeps them aligned.
   const int64_t parts = std::max<int64_t>(1, std::min(nt, len / 64));
+  if (parts == 1 && nt > 1 && k >= 1024) return gemm_split_depth(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (parts == 1) return gemm1(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
   const int64_t chunk = (len + parts - 1) / parts / 16 * 16 + 16;
 #pragma omp parallel for schedule(static) num_threads(int(parts))
