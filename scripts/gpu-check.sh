@@ -8,8 +8,8 @@
 # DEEPERLAB_GPU_CHECK_BUDGET seconds (default 450).
 #
 #   scripts/gpu-check.sh               the check (on the GPU machine)
-#   scripts/gpu-check.sh --quick       only the CUDA tests and the depthwise / fusion GPU benchmarks
-#                                      (a short re-check after a kernel change)
+#   scripts/gpu-check.sh --quick       only the CUDA tests, the depthwise / fusion GPU benchmarks and
+#                                      the GPU training throughput (a short re-check after a change)
 #   scripts/gpu-check.sh --fetch-deps  on a Debian 12 machine with network: download the .deb files
 #                                      the GPU machine may lack into build-deps/ (carry that folder)
 set -uo pipefail
@@ -240,7 +240,7 @@ CONFIGURED=$?
 BUILT=1
 if [ $CONFIGURED -eq 0 ]; then
   QUICK_TARGETS=()
-  [ $QUICK = 1 ] && QUICK_TARGETS=(--target test_cuda_ops test_cuda_runtime test_cuda_fusion test_cuda_losses bench_cuda_ops bench_fusion)
+  [ $QUICK = 1 ] && QUICK_TARGETS=(--target test_cuda_ops test_cuda_runtime test_cuda_fusion test_cuda_losses bench_cuda_ops bench_fusion deeperlab)
   step "build (-j$JOBS)" "$BUILDLOG" 330 cmake --build "$BUILD" -j "$JOBS" "${QUICK_TARGETS[@]}"
   BUILT=$?
   if [ $BUILT -ne 0 ]; then
@@ -278,6 +278,10 @@ fi
 # Post-processing and target building on the GPU (CPU rows of the same run for comparison).
 [ $QUICK = 0 ] && [ -x "$BUILD/bench_fusion" ] && step "bench_fusion (CUDA)" "$BENCHLOG" 60 "$BUILD/bench_fusion" 3 --cuda --no-torch
 [ $QUICK = 0 ] && [ -x "$BUILD/bench_targets" ] && step "bench_targets (CUDA)" "$BENCHLOG" 40 "$BUILD/bench_targets" 1441 50 5 --cuda
+
+# Training throughput on the GPU: `deeperlab train --device cuda` end to end, then PyTorch's (same network).
+[ -x "$BUILD/deeperlab" ] && step "training throughput (wider_mnv2 513x513, cuda)" "$BENCHLOG" 150 \
+  "$REPO/bench/train_throughput.sh" cuda "$BUILD" "$BUILD/train-throughput"
 
 # compute-sanitizer (memcheck) over the CUDA op tests, with whatever time is left.
 if [ $QUICK = 0 ] && [ "$TESTS" = ON ] && [ -x "$BUILD/test_cuda_ops" ] && command -v compute-sanitizer >/dev/null 2>&1; then
@@ -328,7 +332,7 @@ fi
   fi
   if [ -s "$BENCHLOG" ]; then
     echo "## benchmarks (H100 timings of this run)"
-    grep -E "^\||^device|^dense|^measured|^assumed|^PyTorch|^== |no usable|unusable" "$BENCHLOG"
+    grep -E "^\||^device|^dense|^measured|^assumed|^PyTorch|^wider_mnv2|^== |no usable|unusable" "$BENCHLOG"
   fi
 } >"$SUMMARY"
 cat "$SUMMARY"
