@@ -4,7 +4,7 @@
 // split into column (or row) panels, one single-threaded GEMM call per OpenMP thread. OpenBLAS's own
 // pthread pool spins (sched_yield) for a while after every call it serves; on a small machine that
 // steals the cores from the OpenMP loops of the next layer, and the two pools must never nest.
-// The column buffer covers a block of output rows sized to stay under kColBytes, allocated once per call.
+// The column buffer covers a block of output rows (rows_per_block), allocated once per call.
 #include <cblas.h>
 #include <omp.h>
 
@@ -18,7 +18,7 @@
 namespace dl::cpu {
 namespace {
 
-constexpr int64_t kColBytes = int64_t(32) << 20;
+constexpr int64_t kColBytes = int64_t(4) << 20, kMinBlockCols = 1024;
 
 inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -157,11 +157,17 @@ void col2im_add(T* gx, const T* col, const ConvGeom& g, int64_t oy0, int64_t oy1
   }
 }
 
-// Output rows per column block: as many as fit in kColBytes, at least one.
+// Output rows per column block: as many as fit in kColBytes (the block then stays in the last-level
+// cache between im2col and the GEMM), but at least kMinBlockCols columns (each GEMM call packs all
+// of W), spread evenly so the last block is not a sliver.
 template <class T>
 int64_t rows_per_block(const ConvGeom& g) {
   const int64_t row_bytes = g.c_in * g.kh * g.kw * g.w_out * int64_t(sizeof(T));
-  return std::clamp<int64_t>(kColBytes / std::max<int64_t>(row_bytes, 1), 1, g.h_out);
+  const int64_t by_bytes = kColBytes / std::max<int64_t>(row_bytes, 1);
+  const int64_t by_cols = (kMinBlockCols + g.w_out - 1) / g.w_out;
+  const int64_t rows = std::clamp<int64_t>(std::max(by_bytes, by_cols), 1, g.h_out);
+  const int64_t blocks = (g.h_out + rows - 1) / rows;
+  return (g.h_out + blocks - 1) / blocks;
 }
 
 }  // namespace
