@@ -1,5 +1,5 @@
-// A flat, owned block of memory on one device. CPU blocks are 64-byte aligned; CUDA blocks come
-// from the caching allocator. Byte counters (current and peak) are kept per device.
+// A flat, owned block of memory on one device. CPU blocks are 64-byte aligned (big ones reused by
+// size after they are freed); CUDA blocks come from the caching allocator. Byte counters (current and peak) are kept per device.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -29,6 +29,9 @@ class Storage {
 size_t memory_current(Device d);
 size_t memory_peak(Device d);
 void memory_reset_peak(Device d);
+// Frees the host blocks kept for reuse (freed tensors of 1 MiB and more are cached by size; see
+// storage.cpp). Benchmarks call it between cases; nothing else needs to.
+void memory_release_cached();
 
 bool cuda_available();  // false in a build without CUDA or on a machine without a usable GPU
 

@@ -1,5 +1,7 @@
 // The autograd engine: accumulation for tensors used twice, NoGradGuard, leaf accumulation,
 // saved-tensor release, error on a second backward.
+#include <cstdlib>
+
 #include "tests/testing.h"
 
 using namespace dl;
@@ -93,5 +95,27 @@ TEST_CASE("cpu storage is 64-byte aligned and counted", "[tensor]") {
     REQUIRE(memory_current(Device::CPU) == before + 60);
     REQUIRE(memory_peak(Device::CPU) >= before + 60);
   }
+  REQUIRE(memory_current(Device::CPU) == before);
+}
+
+TEST_CASE("big freed host blocks are reused by size, counted as free, and released", "[tensor]") {
+  memory_release_cached();
+  const size_t before = memory_current(Device::CPU);
+  Tensor held = Tensor::zeros({1024, 1024});  // 4 MiB live: the peak stays above what gets cached
+  const void* first = nullptr;
+  {
+    Tensor a = Tensor::empty({512, 1024});  // 2 MiB
+    first = a.raw_data();
+    REQUIRE(reinterpret_cast<uintptr_t>(first) % 64 == 0);
+  }
+  REQUIRE(memory_current(Device::CPU) == before + (size_t(4) << 20));  // a cached block is not live
+  {
+    Tensor b = Tensor::ones({1024, 512});  // same byte size: the same block, and its contents are written
+    if (!std::getenv("DEEPERLAB_HOST_CACHE")) REQUIRE(b.raw_data() == first);
+    REQUIRE(b.to_vector<float>()[12345] == 1.f);
+    REQUIRE(memory_current(Device::CPU) == before + (size_t(6) << 20));
+  }
+  held = Tensor();
+  memory_release_cached();
   REQUIRE(memory_current(Device::CPU) == before);
 }
