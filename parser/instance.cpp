@@ -166,11 +166,15 @@ struct Taps16 {
   unsigned uniform;  // bit t: every lane of tap t has the same index
   template <class Add>
   void add_to(const Add& add) const {
+    if (uniform == 0) {  // the usual case with noisy offsets: no test per tap
+      for (int j = 0; j < lanes; ++j)
+        for (int t = 0; t < 4; ++t) add(idx[t][j], val[t][j]);  // lane-major: independent chains
+      return;
+    }
     for (int t = 0; t < 4; ++t)
       if (uniform >> t & 1) add(idx[t][0], sum[t]);
-    if (uniform == 0xf) return;
-    for (int j = 0; j < lanes; ++j)
-      for (int t = 0; t < 4; ++t)  // lane-major: independent chains
+    for (int j = 0; j < lanes && uniform != 0xf; ++j)
+      for (int t = 0; t < 4; ++t)
         if (!(uniform >> t & 1)) add(idx[t][j], val[t][j]);
   }
 };
@@ -697,38 +701,56 @@ void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const I
 }
 
 namespace {
+// One class plane c of a block of n pixels: best/lab take the logit and c where it is greater
+// (first maximum wins; plane 0 initialises them). Returns whether a logit is non-finite.
+inline uint32_t argmax_plane(const float* p, float* best, int32_t* lab, int64_t n, int32_t c) {
+#ifdef DL_FUSION_AVX512
+  const __m512i expo = _mm512_set1_epi32(0x7f800000), cv = _mm512_set1_epi32(c);
+  __mmask16 bad = 0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 tm = first_lanes(int(std::min<int64_t>(16, n - i)));
+    const __m512 v = _mm512_maskz_loadu_ps(tm, p + i);
+    bad |= _mm512_mask_cmpeq_epi32_mask(tm, _mm512_and_si512(_mm512_castps_si512(v), expo), expo);
+    const __mmask16 gt = c == 0 ? tm : _mm512_mask_cmp_ps_mask(tm, v, _mm512_loadu_ps(best + i), _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(best + i, gt, v);
+    _mm512_mask_storeu_epi32(lab + i, gt, cv);
+  }
+  return bad != 0;
+#else
+  const uint32_t* u = reinterpret_cast<const uint32_t*>(p);
+  uint32_t f = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool gt = c == 0 || p[i] > best[i];
+    best[i] = gt ? p[i] : best[i];
+    lab[i] = gt ? c : lab[i];
+    f |= uint32_t((u[i] & 0x7f800000u) == 0x7f800000u);
+  }
+  return f;
+#endif
+}
+
 void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels, bool check_finite = false) {
   DL_CHECK(semantic.dim() == 4 && semantic.size(0) == 1 && !semantic.is_cuda(),
            "semantic_argmax: want a CPU [1, K, H, W] tensor, got " << semantic.desc());
   const int64_t K = semantic.size(1), hw = semantic.size(2) * semantic.size(3);
   const float* s = semantic.data<float>();
   labels.resize(hw);
-  constexpr int64_t kBlock = 2048;
+  constexpr int64_t kBlock = 512;
   uint32_t bad = 0;
+  // Blocks of pixels, class plane by class plane, the finiteness test on the same loads. Each
+  // plane's next block is prefetched: the hardware prefetcher restarts at every 4 KB page of each
+  // of the K interleaved streams.
 #pragma omp parallel for schedule(static) reduction(| : bad)
   for (int64_t b = 0; b < hw; b += kBlock) {
     const int64_t n = std::min(kBlock, hw - b);
-    float best[kBlock];
-    int32_t* lab = labels.data() + b;
-    std::copy(s + b, s + b + n, best);
-    std::fill(lab, lab + n, 0);
-    for (int64_t c = 1; c < K; ++c) {
+    alignas(64) float best[kBlock];
+    for (int64_t c = 0; c < K; ++c) {
       const float* p = s + c * hw + b;
-      for (int64_t i = 0; i < n; ++i) {
-        const bool gt = p[i] > best[i];
-        best[i] = gt ? p[i] : best[i];
-        lab[i] = gt ? int32_t(c) : lab[i];
-      }
-    }
-    if (check_finite) {
-      uint32_t f = 0;
-      for (int64_t c = 0; c < K; ++c) {
-        const uint32_t* u = reinterpret_cast<const uint32_t*>(s + c * hw + b);
-        for (int64_t i = 0; i < n; ++i) f |= uint32_t((u[i] & 0x7f800000u) == 0x7f800000u);
-      }
-      bad |= f;
+      for (int64_t i = kBlock; i < std::min(2 * kBlock, hw - b); i += 16) __builtin_prefetch(p + i, 0, 2);
+      bad |= argmax_plane(p, best, labels.data() + b, n, int32_t(c));
     }
   }
+  if (!check_finite) bad = 0;
   if (bad) check_finite_cpu(semantic, "semantic");
 }
 }  // namespace
