@@ -103,10 +103,10 @@ void instance_tables(const std::vector<DetectedInstance>& instances, std::vector
 // 1441 columns: stays in L2).
 constexpr int64_t kZeroAhead = 8;
 
-// Adds fixed-point votes to one accumulator plane `a`: atomically with several threads; with one
-// thread, the rows from `*zeroed` on are zeroed first when a vote reaches them (short-range votes:
-// see vote_short_cpu; elsewhere *zeroed == hw).
-template <bool Atomic>
+// Adds fixed-point votes to one accumulator plane `a`: atomically with several threads; with
+// LazyZero (one thread, short-range votes: see vote_short_cpu), the rows from `*zeroed` on are
+// zeroed first when a vote reaches them.
+template <bool Atomic, bool LazyZero = false>
 struct PlaneAdd {
   unsigned long long* a;
   int64_t hw, w;
@@ -116,7 +116,7 @@ struct PlaneAdd {
       if (v) __atomic_fetch_add(a + i, v, __ATOMIC_RELAXED);  // vector splats pass zeros too
       return;
     }
-    if (i >= *zeroed) zero_to(std::min(hw, (i / w + kZeroAhead) * w));
+    if (LazyZero && i >= *zeroed) zero_to(std::min(hw, (i / w + kZeroAhead) * w));
     a[i] += v;
   }
   void zero_to(int64_t end) const {
@@ -391,8 +391,8 @@ bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
       const float* hk = heat + k * hw;
       const float* sy = shrt + (2 * k) * hw;
       const float* sx = shrt + (2 * k + 1) * hw;
-      int64_t zeroed = Atomic ? hw : 0;
-      const PlaneAdd<Atomic> add{acc + k * hw, hw, w, &zeroed};
+      int64_t zeroed = 0;
+      const PlaneAdd<Atomic, !Atomic> add{acc + k * hw, hw, w, &zeroed};
 #pragma omp for schedule(static) nowait
       for (int y = 0; y < h; ++y) {
         const int64_t row = int64_t(y) * w;
@@ -498,8 +498,7 @@ void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing
       const float *ly = lng + (2 * k) * hw, *lx = lng + (2 * k + 1) * hw;
       const float *sy = shrt + (2 * k) * hw, *sx = shrt + (2 * k + 1) * hw;
       float *ry = refined + (2 * k) * hw, *rx = refined + (2 * k + 1) * hw;
-      int64_t zeroed = hw;  // zeroed by the short-range pass or before
-      const PlaneAdd<Atomic> add{acc + k * hw, hw, w, &zeroed};
+      const PlaneAdd<Atomic> add{acc + k * hw, hw, w, nullptr};  // zeroed by the short-range pass or before
 #pragma omp for schedule(dynamic, 8) nowait
       for (int y = 0; y < h; ++y) {
         const int64_t row = int64_t(y) * w;
