@@ -1078,27 +1078,32 @@ PanopticMap fuse_panoptic_into(const std::vector<int32_t>& labels, const std::ve
     t.y1.assign(owners, -1);
     t.x1.assign(owners, -1);
     t.class_votes.assign(n * K, 0);
+    // Statistics per run of pixels with the same owner and label (long runs: one update instead
+    // of a chain of dependent per-pixel updates).
 #pragma omp for schedule(static)
-    for (int64_t y = 0; y < height; ++y)
+    for (int64_t y = 0; y < height; ++y) {
+      const int32_t* lrow = labels.data() + y * width;
+      const int32_t* arow = assignment.data() + y * width;
+      int32_t* orow = owner.data() + y * width;
       for (int64_t x = 0; x < width; ++x) {
-        const int64_t i = y * width + x;
-        const int32_t l = labels[i];
-        int32_t o;
-        if (!lut[l]) {
-          o = l;
-        } else {
-          const int32_t a = assignment[i];
-          o = a >= 0 ? K + a : -1;
-          if (a >= 0) ++t.class_votes[size_t(a) * K + l];
-        }
-        owner[i] = o;
-        if (o < 0) continue;
-        ++t.area[o];
-        t.y0[o] = std::min(t.y0[o], int32_t(y));
-        t.y1[o] = std::max(t.y1[o], int32_t(y));
-        t.x0[o] = std::min(t.x0[o], int32_t(x));
-        t.x1[o] = std::max(t.x1[o], int32_t(x));
+        const int32_t l = lrow[x], a = arow[x];
+        orow[x] = !lut[l] ? l : a >= 0 ? K + a : -1;
       }
+      for (int64_t x = 0; x < width;) {
+        const int32_t o = orow[x], l = lrow[x];
+        int64_t e = x + 1;
+        while (e < width && orow[e] == o && lrow[e] == l) ++e;
+        if (o >= 0) {
+          t.area[o] += e - x;
+          if (o >= K) t.class_votes[size_t(o - K) * K + l] += e - x;
+          t.y0[o] = std::min(t.y0[o], int32_t(y));
+          t.y1[o] = std::max(t.y1[o], int32_t(y));
+          t.x0[o] = std::min(t.x0[o], int32_t(x));
+          t.x1[o] = std::max(t.x1[o], int32_t(e - 1));
+        }
+        x = e;
+      }
+    }
 #pragma omp critical
     {
       for (size_t o = 0; o < owners; ++o) {
