@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -363,6 +364,96 @@ __attribute__((optimize("fp-contract=off"))) void vote_long_row16(RowScratch& s,
     _mm512_mask_storeu_ps(rxrow + x, m, _mm512_maskz_expand_ps(m, _mm512_loadu_ps(s.px.data() + done)));
     done += __builtin_popcount(m);
   }
+}
+
+// Pixel assignment's instance table and grid (see assign_pixels_into).
+struct AssignGrid {
+  const float *kp, *bar;  // 2P keypoints and 2 means per instance
+  const int *cell_start, *cell_items;
+  int n, gh, gw;
+  float cell;
+};
+
+// assign_cost for sixteen pixels with predicted keypoints p[0..9] against instance keypoints q.
+__attribute__((optimize("fp-contract=off"))) inline __m512 assign_cost16(const __m512* p, const float* q) {
+  __m512 s = _mm512_setzero_ps();
+  for (int k = 0; k < 5; ++k) {
+    const __m512 dy = _mm512_sub_ps(p[2 * k], _mm512_set1_ps(q[2 * k]));
+    const __m512 dx = _mm512_sub_ps(p[2 * k + 1], _mm512_set1_ps(q[2 * k + 1]));
+    s = _mm512_add_ps(s, _mm512_sqrt_ps(_mm512_add_ps(_mm512_mul_ps(dy, dy), _mm512_mul_ps(dx, dx))));
+  }
+  return s;
+}
+
+// Pixel assignment of the lanes `m` of sixteen pixels (y, x..x+15), searched in vectors: the bound
+// starts from instance `guess` for every lane and the candidates are the instances of the union of
+// the lanes' grid squares. For a pixel whose predictions and costs are finite the answer, the
+// lowest index among the least costs, does not depend on where the search starts or in which
+// order it goes (the bound is exact), so it equals the scalar search's. Returns the lanes done
+// (their instance in bj); pixels with non-finite or far-off predictions are left to the scalar
+// search, whose answer may depend on the previous pixel's.
+__attribute__((optimize("fp-contract=off"))) __mmask16 assign16(int32_t* bj_out, const float* ref, int64_t hw,
+                                                                int64_t i, int y, int x, __mmask16 m, int guess,
+                                                                const AssignGrid& g) {
+  const __m512 fy = _mm512_set1_ps(float(y));
+  const __m512 fx = _mm512_cvtepi32_ps(_mm512_add_epi32(lane_index(), _mm512_set1_epi32(x)));
+  const __m512 big = _mm512_set1_ps(1e6f);
+  __m512 p[10];
+  __mmask16 ok = m;
+  for (int k = 0; k < 10; ++k) {  // predicted_keypoints
+    p[k] = _mm512_add_ps(k % 2 ? fx : fy, _mm512_maskz_loadu_ps(m, ref + k * hw + i));
+    ok &= _mm512_cmp_ps_mask(_mm512_abs_ps(p[k]), _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ);
+  }
+  auto mean = [&](int c) {
+    __m512 v = _mm512_add_ps(p[c], p[c + 2]);
+    for (int k = c + 4; k < 10; k += 2) v = _mm512_add_ps(v, p[k]);
+    return _mm512_div_ps(v, _mm512_set1_ps(5.0f));
+  };
+  const __m512 py = mean(0), px = mean(1);
+  auto bound = [](__m512 best) {  // margin(best)^2, as in assign_pixels_into
+    const __m512 mg = _mm512_add_ps(_mm512_mul_ps(best, _mm512_set1_ps(1.0001f)), _mm512_set1_ps(0.01f));
+    return _mm512_mul_ps(mg, mg);
+  };
+  __m512 best = assign_cost16(p, g.kp + 10 * guess);
+  __m512i bj = _mm512_set1_epi32(guess);
+  __m512 b2 = bound(best);
+  const __m512 rq = _mm512_div_ps(
+      _mm512_add_ps(_mm512_mul_ps(best, _mm512_set1_ps(1.0001f)), _mm512_set1_ps(0.01f)), _mm512_set1_ps(5.0f));
+  ok &= _mm512_cmp_ps_mask(rq, big, _CMP_LT_OQ) & _mm512_cmp_ps_mask(_mm512_abs_ps(py), big, _CMP_LT_OQ) &
+        _mm512_cmp_ps_mask(_mm512_abs_ps(px), big, _CMP_LT_OQ);
+  if (!ok) return 0;
+  // The union of the lanes' cell ranges.
+  const __m512 inv = _mm512_set1_ps(1.0f / g.cell);  // a power of two: exact
+  auto cell_lo = [&](__m512 c) { return std::max(0, int(_mm512_mask_reduce_min_ps(ok, _mm512_floor_ps(_mm512_mul_ps(_mm512_sub_ps(c, rq), inv))))); };
+  auto cell_hi = [&](__m512 c, int top) { return std::min(top, int(_mm512_mask_reduce_max_ps(ok, _mm512_floor_ps(_mm512_mul_ps(_mm512_add_ps(c, rq), inv))))); };
+  const int cy0 = cell_lo(py), cy1 = cell_hi(py, g.gh - 1), cx0 = cell_lo(px), cx1 = cell_hi(px, g.gw - 1);
+  auto consider = [&](int j) {
+    if (j == guess) return;
+    const __m512 dy = _mm512_sub_ps(py, _mm512_set1_ps(g.bar[2 * j]));
+    const __m512 dx = _mm512_sub_ps(px, _mm512_set1_ps(g.bar[2 * j + 1]));
+    const __m512 lb = _mm512_mul_ps(_mm512_set1_ps(25.0f), _mm512_add_ps(_mm512_mul_ps(dy, dy), _mm512_mul_ps(dx, dx)));
+    const __mmask16 pass = _mm512_mask_cmp_ps_mask(ok, lb, b2, _CMP_LE_OQ);
+    if (!pass) return;
+    const __m512 c = assign_cost16(p, g.kp + 10 * j);
+    const __m512i vj = _mm512_set1_epi32(j);
+    const __mmask16 upd = _mm512_mask_cmp_ps_mask(pass, c, best, _CMP_LT_OQ) |
+                          (_mm512_mask_cmp_ps_mask(pass, c, best, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(vj, bj));
+    best = _mm512_mask_mov_ps(best, upd, c);
+    bj = _mm512_mask_mov_epi32(bj, upd, vj);
+    b2 = bound(best);
+  };
+  if (cy0 <= cy1 && cx0 <= cx1) {
+    if (int64_t(cy1 - cy0 + 1) * (cx1 - cx0 + 1) >= g.n) {
+      for (int j = 0; j < g.n; ++j) consider(j);
+    } else {
+      for (int cy = cy0; cy <= cy1; ++cy)
+        for (int cx = cx0; cx <= cx1; ++cx)
+          for (int c = g.cell_start[cy * g.gw + cx]; c < g.cell_start[cy * g.gw + cx + 1]; ++c)
+            consider(g.cell_items[c]);
+    }
+  }
+  _mm512_storeu_si512(bj_out, bj);
+  return ok;
 }
 #pragma GCC diagnostic pop
 #endif
@@ -986,17 +1077,15 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
   }
   // Float rounding may make a computed bound exceed the true one slightly: keep a margin.
   auto margin = [](float b) { return b * 1.0001f + 0.01f; };
+#ifdef DL_FUSION_AVX512
+  const AssignGrid grid{kp.data(), bar.data(), cell_start.data(), cell_items.data(), n, gh, gw, cell};
+#endif
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t y = 0; y < height; ++y) {
     int prev = 0;  // the previous pixel's instance: usually this pixel's too, giving a tight bound
-    for (int64_t x = 0; x < width; ++x) {
+    // Pixel x of the row with predicted keypoints p, their means (py, px) and cost `best` against prev.
+    auto assign = [&](int64_t x, const float* p, float py, float px, float best) {
       const int64_t i = y * width + x;
-      if (!lut[labels[i]]) continue;
-      float p[10];
-      predicted_keypoints(p, ref, hw, i, int(y), int(x));
-      const float py = (p[0] + p[2] + p[4] + p[6] + p[8]) / 5.0f;
-      const float px = (p[1] + p[3] + p[5] + p[7] + p[9]) / 5.0f;
-      float best = inst::assign_cost(p, kp.data() + 10 * prev);
       int bj = prev;
       float m = margin(best), b2 = m * m;
       // Every instance that can beat or tie `best` has 5 |mean p - mean q_j| <= best: its mean lies
@@ -1013,7 +1102,7 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
         }
         out[i] = bj;
         prev = bj;
-        continue;
+        return;
       }
       const int cy0 = std::max(0, int(std::floor((py - rq) / cell))), cy1 = std::min(gh - 1, int(std::floor((py + rq) / cell)));
       const int cx0 = std::max(0, int(std::floor((px - rq) / cell))), cx1 = std::min(gw - 1, int(std::floor((px + rq) / cell)));
@@ -1040,7 +1129,39 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
       }
       out[i] = bj;
       prev = bj;
+    };
+    auto assign_scalar = [&](int64_t x) {
+      float p[10];
+      predicted_keypoints(p, ref, hw, y * width + x, int(y), int(x));
+      const float py = (p[0] + p[2] + p[4] + p[6] + p[8]) / 5.0f;
+      const float px = (p[1] + p[3] + p[5] + p[7] + p[9]) / 5.0f;
+      assign(x, p, py, px, inst::assign_cost(p, kp.data() + 10 * prev));
+    };
+#ifdef DL_FUSION_AVX512
+    for (int64_t x0 = 0; x0 < width; x0 += 16) {
+      const int64_t i0 = y * width + x0;
+      const int lanes = int(std::min<int64_t>(16, width - x0));
+      for (int k = 0; k < 10; ++k)  // the next row's, as in vote_short_row16
+        _mm_prefetch(reinterpret_cast<const char*>(ref + k * hw + i0 + width), _MM_HINT_T0);
+      unsigned things = 0;
+      for (int j = 0; j < lanes; ++j) things |= unsigned(lut[labels[i0 + j]]) << j;
+      if (!things) continue;
+      alignas(64) int32_t bj[16];
+      const unsigned done = assign16(bj, ref, hw, i0, int(y), int(x0), __mmask16(things), prev, grid);
+      for (; things; things &= things - 1) {
+        const int j = __builtin_ctz(things);
+        if (done >> j & 1) {
+          out[i0 + j] = bj[j];
+          prev = bj[j];
+        } else {
+          assign_scalar(x0 + j);
+        }
+      }
     }
+#else
+    for (int64_t x = 0; x < width; ++x)
+      if (lut[labels[y * width + x]]) assign_scalar(x);
+#endif
   }
 }
 }  // namespace
