@@ -232,12 +232,16 @@ void splat_compacted(const RowScratch& s, const float* wv, int n, int h, int w, 
   }
 }
 
-// c[r] and c[r + 1] for sixteen indices r: two gathers of eight float pairs (half the loads of four
-// single-float gathers), split into the pairs' first and second elements. At edge lanes (x0 = w - 1,
-// where the pair starts one column early) both taps are the second element.
+// c[r] and c[r + 1] for sixteen indices r: sixteen 8-byte loads of float pairs (half the loads of
+// single floats; scalar loads assembled into vectors beat vpgatherdq on the AMD EPYC dev machine),
+// split into the pairs' first and second elements. At edge lanes (x0 = w - 1, where the pair starts
+// one column early) both taps are the second element.
 inline void gather_pairs(const float* c, __m512i r, __mmask16 edge, __m512& first, __m512& second) {
-  const __m512i lo = _mm512_i32gather_epi64(_mm512_castsi512_si256(r), c, 4);
-  const __m512i hi = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(r, 1), c, 4);
+  alignas(64) int32_t id[16];
+  _mm512_store_si512(id, r);
+  auto ld = [&](int j) { long long v; std::memcpy(&v, c + id[j], 8); return v; };
+  const __m512i lo = _mm512_set_epi64(ld(7), ld(6), ld(5), ld(4), ld(3), ld(2), ld(1), ld(0));
+  const __m512i hi = _mm512_set_epi64(ld(15), ld(14), ld(13), ld(12), ld(11), ld(10), ld(9), ld(8));
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   second = _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, odd, hi));
