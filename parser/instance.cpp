@@ -335,6 +335,7 @@ __attribute__((optimize("fp-contract=off"))) void vote_long_row16(RowScratch& s,
     const __mmask16 tm = first_lanes(w - x);
     _mm_prefetch(reinterpret_cast<const char*>(lyrow + w + x), _MM_HINT_T0);  // as in vote_short_row16
     _mm_prefetch(reinterpret_cast<const char*>(lxrow + w + x), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(trow + w + x), _MM_HINT_T0);
     const __m128i t = _mm_maskz_loadu_epi8(tm, trow + x);
     const __mmask16 m = _mm_test_epi8_mask(t, t);
     s.masks[x / 16] = m;
