@@ -100,13 +100,13 @@ void instance_tables(const std::vector<DetectedInstance>& instances, std::vector
   }
 }
 
-// Rows of accumulators zeroed at a time ahead of the single-thread short-range votes (~100 KB at
+// Rows of accumulators zeroed at a time ahead of the non-atomic short-range votes (~100 KB at
 // 1441 columns: stays in L2).
 constexpr int64_t kZeroAhead = 8;
 
-// Adds fixed-point votes to one accumulator plane `a`: atomically with several threads; with
-// LazyZero (one thread, short-range votes: see vote_short_cpu), the rows from `*zeroed` on are
-// zeroed first when a vote reaches them.
+// Adds fixed-point votes to one accumulator plane `a`: atomically when threads share the plane;
+// with LazyZero (short-range votes of a thread's own plane: see vote_short_cpu), the rows from
+// `*zeroed` on are zeroed first when a vote reaches them.
 template <bool Atomic, bool LazyZero = false>
 struct PlaneAdd {
   unsigned long long* a;
@@ -463,14 +463,15 @@ __attribute__((optimize("fp-contract=off"))) __mmask16 assign16(int32_t* bj_out,
 #pragma GCC diagnostic pop
 #endif
 
-// Returns whether every heatmap logit is finite (checked on the way, as every logit is read).
-// Atomic (several threads): `acc` must be zero already. Single thread: `acc` may hold anything and
-// each plane is zeroed here, a few rows ahead of the votes: noisy heatmaps make about one pixel in
-// ten vote near itself, and read-modify-writes of accumulator lines zeroed long before (and
-// evicted since) would each wait for memory; lines zeroed just ahead are still in cache.
+// Short-range votes into planes k0..k1-1; returns whether every heatmap logit is finite (checked
+// on the way, as every logit is read). Atomic (the rows shared by several threads): `acc` must be
+// zero already. Otherwise (one thread per plane) `acc` may hold anything and each plane is zeroed
+// here, a few rows ahead of the votes: noisy heatmaps make about one pixel in ten vote near
+// itself, and read-modify-writes of accumulator lines zeroed long before (and evicted since)
+// would each wait for memory; lines zeroed just ahead are still in cache.
 template <bool Atomic>
 bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shrt, int h, int w, float min_w,
-                    float weight) {
+                    float weight, int k0, int k1) {
   uint32_t bad = 0;
   const float* lut = inst::sigmoid_lut().data();
   const int64_t hw = int64_t(h) * w;
@@ -483,7 +484,7 @@ bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
 #pragma omp parallel if (Atomic) reduction(| : bad)
   {
     RowScratch scratch(w);
-    for (int k = 0; k < kNumKeypoints; ++k) {
+    for (int k = k0; k < k1; ++k) {
       const float* hk = heat + k * hw;
       const float* sy = shrt + (2 * k) * hw;
       const float* sx = shrt + (2 * k + 1) * hw;
@@ -581,16 +582,17 @@ __attribute__((optimize("fp-contract=off"))) void refine8(float* my_out, float* 
 }
 #endif
 
+// Long-range refinement and votes into planes k0..k1-1 (Atomic: the rows shared by several threads).
 template <bool Atomic>
 void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing, const float* lng, const float* shrt,
-                   int h, int w, int steps, float weight) {
+                   int h, int w, int steps, float weight, int k0, int k1) {
   const int64_t hw = int64_t(h) * w;
   // One keypoint at a time (six streaming planes instead of thirty-five), all in one parallel
   // region: the keypoints' passes need no barrier between them (integer atomics).
 #pragma omp parallel if (Atomic)
   {
     RowScratch s(w);
-    for (int k = 0; k < kNumKeypoints; ++k) {
+    for (int k = k0; k < k1; ++k) {
       const float *ly = lng + (2 * k) * hw, *lx = lng + (2 * k + 1) * hw;
       const float *sy = shrt + (2 * k) * hw, *sx = shrt + (2 * k + 1) * hw;
       float *ry = refined + (2 * k) * hw, *rx = refined + (2 * k + 1) * hw;
@@ -895,33 +897,36 @@ void vote_scores_into(const HeadOutputs& out, const std::vector<int32_t>& labels
   v.width = w;
   v.scale = inst::vote_scale(cfg);
   v.acc.resize(size_t(kNumKeypoints) * hw);
-  const bool par = omp_get_max_threads() > 1;
-  if (par || !(short_weight > 0)) {  // else the single-thread short-range votes zero it
+  const std::vector<uint8_t> lut = thing_lut(classes);
+  thing.resize(hw);
+  for (int64_t i = 0; i < hw; ++i) thing[i] = lut[labels[i]];
+  ref.resize(size_t(2 * kNumKeypoints) * hw);
+  // Up to five threads: whole keypoint planes per thread (plain adds, the short-range pass zeroes
+  // its plane lazily); more: the rows of each plane shared, atomic adds into zeroed planes.
+  const bool atomic = omp_get_max_threads() > kNumKeypoints;
+  const bool vote_short = short_weight > 0;
+  if (atomic || !vote_short) {
     unsigned long long* acc0 = v.acc.data();
     const int64_t n_acc = int64_t(v.acc.size());
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < n_acc; b += 1 << 16) std::fill(acc0 + b, acc0 + std::min(n_acc, b + (1 << 16)), 0ull);
   }
-  if (short_weight > 0) {
-    const float sw = float(short_weight), mw = float(cfg.min_vote_weight);
-    const bool finite =
-        par ? vote_short_cpu<true>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw)
-            : vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw,
-                                    sw);
-    if (!finite && cfg.check_finite) check_finite_cpu(out.heatmap, "heatmap");
-  } else if (cfg.check_finite) {
-    check_finite_cpu(out.heatmap, "heatmap");
+  const float sw = float(short_weight), mw = float(cfg.min_vote_weight), lw = float(long_weight);
+  const float *heat = out.heatmap.data<float>(), *shrt = out.short_offsets.data<float>();
+  const float* lng = out.long_offsets.data<float>();
+  bool finite = true;
+  if (atomic) {
+    if (vote_short) finite = vote_short_cpu<true>(v.acc.data(), heat, shrt, h, w, mw, sw, 0, kNumKeypoints);
+    vote_long_cpu<true>(v.acc.data(), ref.data(), thing.data(), lng, shrt, h, w, cfg.refine_steps, lw, 0,
+                        kNumKeypoints);
+  } else {
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : finite)
+    for (int k = 0; k < kNumKeypoints; ++k) {
+      if (vote_short) finite = vote_short_cpu<false>(v.acc.data(), heat, shrt, h, w, mw, sw, k, k + 1) && finite;
+      vote_long_cpu<false>(v.acc.data(), ref.data(), thing.data(), lng, shrt, h, w, cfg.refine_steps, lw, k, k + 1);
+    }
   }
-  const std::vector<uint8_t> lut = thing_lut(classes);
-  thing.resize(hw);
-  for (int64_t i = 0; i < hw; ++i) thing[i] = lut[labels[i]];
-  ref.resize(size_t(2 * kNumKeypoints) * hw);
-  if (par)
-    vote_long_cpu<true>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
-                        out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
-  else
-    vote_long_cpu<false>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
-                         out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
+  if ((!vote_short || !finite) && cfg.check_finite) check_finite_cpu(out.heatmap, "heatmap");
 }
 }  // namespace
 
