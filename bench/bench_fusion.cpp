@@ -4,9 +4,10 @@
 // logits and every offset, so far more keypoint candidates survive), on the CPU with 1 and 2
 // threads, on CUDA when available, and the same work done by a PyTorch port (bench/fusion_ref.py)
 // in the same run when /usr/bin/python3 has torch.
-// Usage: bench_fusion [runs=5] [--cuda | --cuda-only] [--torch cpu|cpu1|cuda,... | --no-torch] [--size HxW]...
+// Usage: bench_fusion [runs=5] [--cuda | --cuda-only] [--torch cpu|cpu1|cuda,... | --no-torch] [--size HxW]... [--hash]
 // (cpu1: the PyTorch port on one thread only; --cuda-only: the CUDA rows without any CPU row,
-// ours or PyTorch's, for a short GPU run)
+// ours or PyTorch's, for a short GPU run; --hash: no timing, instead hashes of every CPU stage's
+// output on each scene with 1, 2 and 8 threads, to show that an optimisation changed no bit)
 #include <omp.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -66,6 +67,52 @@ void row(const char* scene, const char* variant, const std::string& where, const
   std::fflush(stdout);
 }
 
+// FNV-1a over raw bytes.
+struct Hash {
+  uint64_t h = 1469598103934665603ull;
+  void bytes(const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
+  }
+  template <class T>
+  void vec(const std::vector<T>& v) {
+    bytes(v.data(), v.size() * sizeof(T));
+  }
+  template <class... T>
+  void pod(const T&... v) {  // field by field: no padding bytes
+    (bytes(&v, sizeof v), ...);
+  }
+};
+
+// One line per stage: argmax, the three vote maps (short only, long only, fused) with the refined
+// long offsets, candidates, instances, assignment and the whole predict_panoptic result.
+void print_hashes(const std::string& scene, const char* variant, int threads, const HeadOutputs& o,
+                  const ClassMap& cm, const InferenceConfig& cfg) {
+  const std::vector<int32_t> labels = semantic_argmax(o.semantic);
+  std::vector<float> refined;
+  Hash hl, hs, hg, hf, hr, hc, hi, ha, hp;
+  hl.vec(labels);
+  hs.vec(vote_scores(o, labels, cm, cfg, cfg.short_weight, 0.0).acc);
+  hg.vec(vote_scores(o, labels, cm, cfg, 0.0, cfg.long_weight).acc);
+  const VoteMaps votes = vote_scores(o, labels, cm, cfg, cfg.short_weight, cfg.long_weight, &refined);
+  hf.vec(votes.acc);
+  hr.vec(refined);
+  const auto cands = find_candidates(votes, cfg.keypoint_threshold);
+  for (const auto& c : cands) hc.pod(c.keypoint, c.y, c.x, c.acc, c.score);
+  const auto inst = group_instances(cands, votes, o, cfg);
+  for (const auto& d : inst) hi.pod(d.keypoints, d.score, d.seed_keypoint);
+  ha.vec(assign_pixels(labels, refined, inst, cm, votes.height, votes.width));
+  const PanopticMap pm = predict_panoptic(o, cm, cfg);
+  hp.vec(pm.ids);
+  for (const auto& g : pm.segments) hp.pod(g.id, g.category_id, g.iscrowd, g.area, g.bbox);
+  std::printf("%s %s %d thr: argmax %016llx short %016llx long %016llx votes %016llx refined %016llx "
+              "candidates %016llx (%zu) instances %016llx (%zu) assign %016llx panoptic %016llx\n",
+              scene.c_str(), variant, threads, (unsigned long long)hl.h, (unsigned long long)hs.h,
+              (unsigned long long)hg.h, (unsigned long long)hf.h, (unsigned long long)hr.h,
+              (unsigned long long)hc.h, cands.size(), (unsigned long long)hi.h, inst.size(),
+              (unsigned long long)ha.h, (unsigned long long)hp.h);
+  std::fflush(stdout);
+}
+
 void write_raw(const std::string& path, const HeadOutputs& o) {
   std::ofstream f(path, std::ios::binary);
   for (const Tensor* t : {&o.semantic, &o.heatmap, &o.long_offsets, &o.short_offsets, &o.mid_offsets})
@@ -76,7 +123,7 @@ void write_raw(const std::string& path, const HeadOutputs& o) {
 
 int main(int argc, char** argv) {
   int runs = 5;
-  bool use_cuda = false, cuda_only = false;
+  bool use_cuda = false, cuda_only = false, hash = false;
   std::string torch_devices = "cpu";
   std::vector<std::pair<int64_t, int64_t>> sizes;
   for (int i = 1; i < argc; ++i) {
@@ -84,6 +131,8 @@ int main(int argc, char** argv) {
       use_cuda = true;
     else if (!std::strcmp(argv[i], "--cuda-only"))
       use_cuda = cuda_only = true;
+    else if (!std::strcmp(argv[i], "--hash"))
+      hash = true;
     else if (!std::strcmp(argv[i], "--no-torch"))
       torch_devices.clear();
     else if (!std::strcmp(argv[i], "--torch") && i + 1 < argc)
@@ -101,7 +150,8 @@ int main(int argc, char** argv) {
   try {
     const ClassMap cm(bench_categories());
     InferenceConfig cfg;  // defaults: R = 25
-    std::printf("| scene | outputs | device | check | argmax | refine+vote | candidates | grouping | assign | fusion | "
+    if (!hash)
+      std::printf("| scene | outputs | device | check | argmax | refine+vote | candidates | grouping | assign | fusion | "
                 "total ms | segments | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (auto [h, w] : sizes) {
       const std::string scene = std::to_string(h) + "x" + std::to_string(w);
@@ -119,6 +169,13 @@ int main(int argc, char** argv) {
             *x = add(*x, Tensor::randn(x->shape(), rng, 2.0));
         }
         const std::string note = std::to_string(instances) + " GT instances";
+        if (hash) {
+          for (int threads : {1, 2, 8}) {  // 8: more threads than keypoints, the atomic vote path
+            omp_set_num_threads(threads);
+            print_hashes(scene, variant, threads, o, cm, cfg);
+          }
+          continue;
+        }
         for (int threads : {1, 2}) {
           if (cuda_only) break;
           omp_set_num_threads(threads);

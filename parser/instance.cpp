@@ -5,6 +5,8 @@
 // The non-obvious decision: no stage allocates per pixel, and pixel assignment evaluates an
 // instance only when the exact lower bound 5 |mean(p) - mean(q_j)| <= sum_k |p_k - q_jk| (triangle
 // inequality) cannot rule it out, which makes it nearly O(1) per pixel yet equal to brute force.
+// With AVX-512 the per-pixel stages run sixteen pixels per vector with the scalar code's exact
+// operations (bench_fusion --hash checks that every output bit stays the same).
 #include "parser/instance.h"
 
 #include <omp.h>
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -99,10 +102,381 @@ void instance_tables(const std::vector<DetectedInstance>& instances, std::vector
   }
 }
 
-// Returns whether every heatmap logit is finite (checked on the way, as every logit is read).
+// Rows of accumulators zeroed at a time ahead of the non-atomic short-range votes (~100 KB at
+// 1441 columns: stays in L2).
+constexpr int64_t kZeroAhead = 8;
+
+// Adds fixed-point votes to one accumulator plane `a`: atomically when threads share the plane;
+// with LazyZero (short-range votes of a thread's own plane: see vote_short_cpu), the rows from
+// `*zeroed` on are zeroed first when a vote reaches them.
+template <bool Atomic, bool LazyZero = false>
+struct PlaneAdd {
+  unsigned long long* a;
+  int64_t hw, w;
+  int64_t* zeroed;
+  void operator()(int64_t i, unsigned long long v) const {
+    if (Atomic) {
+      if (v) __atomic_fetch_add(a + i, v, __ATOMIC_RELAXED);  // vector splats pass zeros too
+      return;
+    }
+    if (LazyZero && i >= *zeroed) zero_to(std::min(hw, (i / w + kZeroAhead) * w));
+    a[i] += v;
+  }
+  void zero_to(int64_t end) const {
+    std::memset(a + *zeroed, 0, size_t(end - *zeroed) * sizeof *a);
+    *zeroed = end;
+  }
+};
+
+// Per-thread row buffers of the vote passes: compacted voting pixels of one row.
+struct RowScratch {
+  std::vector<float> py, px, wv;  // vote positions and weights (long-range: refined offsets)
+  std::vector<int> xs;            // columns of thing pixels
+  std::vector<uint16_t> masks;    // thing-pixel mask of each 16 columns
+  explicit RowScratch(int w) : py(w + 16), px(w + 16), wv(w + 16), xs(w + 16), masks(w / 16 + 1) {}
+};
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define DL_FUSION_AVX512 1
+// GCC 12 warns about the deliberately undefined vectors inside its AVX-512 intrinsics when they
+// are inlined into fp-contract=off functions (a false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Sixteen pixels per vector. Every function here performs the scalar code's IEEE operations
+// (cuda/fusion.h) lane by lane in the same order, without FMA, so the bits stay those of the
+// scalar, AVX2 and CUDA paths.
+
+inline __mmask16 first_lanes(int n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+inline __m512i lane_index() { return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0); }
+
+// f_clamp: v > lo ? (v < hi ? v : hi) : lo (NaN -> lo).
+inline __m512 clamp16(__m512 v, __m512 lo, __m512 hi) {
+  const __m512 t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, hi, _CMP_LT_OQ), hi, v);
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, lo, _CMP_GT_OQ), lo, t);
+}
+
+// The four taps of the splat() calls of the first `lanes` lanes: tap t of lane j adds val[t][j]
+// at idx[t][j]. Taps that splat() skips (outside the image, value 0) hold 0 at an index inside the
+// image, so that adding every tap gives the same sums without a branch per tap. When all lanes of
+// a tap hit one accumulator (the long-range votes of one instance, mostly), their sum is added
+// once instead of through a chain of dependent read-modify-writes.
+struct Taps16 {
+  alignas(64) int32_t idx[4][16];
+  alignas(64) unsigned long long val[4][16];
+  unsigned long long sum[4];
+  int lanes;
+  unsigned uniform;  // bit t: every lane of tap t has the same index
+  template <class Add>
+  void add_to(const Add& add) const {
+    if (uniform == 0) {  // the usual case with noisy offsets: no test per tap
+      for (int j = 0; j < lanes; ++j)
+        for (int t = 0; t < 4; ++t) add(idx[t][j], val[t][j]);  // lane-major: independent chains
+      return;
+    }
+    for (int t = 0; t < 4; ++t)
+      if (uniform >> t & 1) add(idx[t][0], sum[t]);
+    for (int j = 0; j < lanes && uniform != 0xf; ++j)
+      for (int t = 0; t < 4; ++t)
+        if (!(uniform >> t & 1)) add(idx[t][j], val[t][j]);
+  }
+};
+
+__attribute__((optimize("fp-contract=off"))) void splat16(Taps16& out, __m512 py, __m512 px, __m512 weight,
+                                                          int lanes, int h, int w) {
+  const __mmask16 active = first_lanes(lanes);
+  out.lanes = lanes;
+  out.uniform = 0;
+  const __mmask16 m = active & _mm512_cmp_ps_mask(py, _mm512_set1_ps(-1.0f), _CMP_GT_OQ) &
+       _mm512_cmp_ps_mask(py, _mm512_set1_ps(float(h)), _CMP_LT_OQ) &
+       _mm512_cmp_ps_mask(px, _mm512_set1_ps(-1.0f), _CMP_GT_OQ) &
+       _mm512_cmp_ps_mask(px, _mm512_set1_ps(float(w)), _CMP_LT_OQ);
+  const __m512 fy = _mm512_floor_ps(py), fx = _mm512_floor_ps(px);
+  const __m512i y0 = _mm512_cvttps_epi32(fy), x0 = _mm512_cvttps_epi32(fx);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 ty = _mm512_sub_ps(py, fy), tx = _mm512_sub_ps(px, fx);
+  const __m512 wy[2] = {_mm512_sub_ps(one, ty), ty}, wx[2] = {_mm512_sub_ps(one, tx), tx};
+  const __m512 ws = _mm512_mul_ps(weight, _mm512_set1_ps(inst::kVoteScale));
+  const __m512i zero = _mm512_setzero_si512(), h1 = _mm512_set1_epi32(h - 1), w1 = _mm512_set1_epi32(w - 1);
+  for (int a = 0; a < 2; ++a) {
+    const __m512i yy = _mm512_add_epi32(y0, _mm512_set1_epi32(a));
+    const __mmask16 ma = m & _mm512_cmpge_epi32_mask(yy, zero) & _mm512_cmple_epi32_mask(yy, h1);
+    const __m512i row = _mm512_mullo_epi32(_mm512_min_epi32(_mm512_max_epi32(yy, zero), h1), _mm512_set1_epi32(w));
+    for (int b = 0; b < 2; ++b) {
+      const __m512i xx = _mm512_add_epi32(x0, _mm512_set1_epi32(b));
+      const __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_mul_ps(wy[a], wx[b]), ws), _MM_FROUND_CUR_DIRECTION);
+      const __mmask16 mt = ma & _mm512_cmpge_epi32_mask(xx, zero) & _mm512_cmple_epi32_mask(xx, w1) &
+                           _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+      const __m512 vt = _mm512_maskz_mov_ps(mt, v);
+      const int t = 2 * a + b;
+      const __m512i idx = _mm512_add_epi32(row, _mm512_min_epi32(_mm512_max_epi32(xx, zero), w1));
+      const __m512i v0 = _mm512_cvttps_epu64(_mm512_castps512_ps256(vt));
+      const __m512i v1 = _mm512_cvttps_epu64(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vt), 1)));
+      _mm512_store_si512(out.idx[t], idx);
+      _mm512_store_si512(out.val[t], v0);
+      _mm512_store_si512(out.val[t] + 8, v1);
+      if (_mm512_mask_cmpneq_epi32_mask(active, idx, _mm512_set1_epi32(out.idx[t][0])) == 0) {
+        out.uniform |= 1u << t;
+        out.sum[t] = _mm512_reduce_add_epi64(_mm512_add_epi64(v0, v1));
+      }
+    }
+  }
+}
+
+// Splats the n compacted votes (py, px, wv) of a row buffer.
+template <class Add>
+void splat_compacted(const RowScratch& s, const float* wv, int n, int h, int w, const Add& add) {
+  Taps16 taps;
+  for (int j = 0; j < n; j += 16) {
+    splat16(taps, _mm512_loadu_ps(s.py.data() + j), _mm512_loadu_ps(s.px.data() + j), _mm512_loadu_ps(wv + j),
+            std::min(16, n - j), h, w);
+    taps.add_to(add);
+  }
+}
+
+// c[r] and c[r + 1] for sixteen indices r: sixteen 8-byte loads of float pairs (half the loads of
+// single floats; scalar loads assembled into vectors beat vpgatherdq on the AMD EPYC dev machine),
+// split into the pairs' first and second elements. At edge lanes (x0 = w - 1, where the pair starts
+// one column early) both taps are the second element.
+inline void gather_pairs(const float* c, __m512i r, __mmask16 edge, __m512& first, __m512& second) {
+  alignas(64) int32_t id[16];
+  _mm512_store_si512(id, r);
+  auto ld = [&](int j) { long long v; std::memcpy(&v, c + id[j], 8); return v; };
+  const __m512i lo = _mm512_set_epi64(ld(7), ld(6), ld(5), ld(4), ld(3), ld(2), ld(1), ld(0));
+  const __m512i hi = _mm512_set_epi64(ld(15), ld(14), ld(13), ld(12), ld(11), ld(10), ld(9), ld(8));
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  second = _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, odd, hi));
+  first = _mm512_mask_blend_ps(edge, _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, even, hi)), second);
+}
+
+// refine_at for sixteen pixels (fy, fx) with offsets (my, mx); needs w >= 2.
+__attribute__((optimize("fp-contract=off"))) void refine16(__m512& my, __m512& mx, __m512 fy, __m512 fx,
+                                                           const float* sy, const float* sx, int h, int w, int steps) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __m512 hmax = _mm512_set1_ps(float(h - 1)), wmax = _mm512_set1_ps(float(w - 1));
+  const __m512i h1 = _mm512_set1_epi32(h - 1), w2 = _mm512_set1_epi32(w - 2), vw = _mm512_set1_epi32(w);
+  for (int s = 0; s < steps; ++s) {
+    const __m512 py = clamp16(_mm512_add_ps(fy, my), zero, hmax), px = clamp16(_mm512_add_ps(fx, mx), zero, wmax);
+    const __m512 fly = _mm512_floor_ps(py), flx = _mm512_floor_ps(px);
+    const __m512i y0 = _mm512_cvttps_epi32(fly), x0 = _mm512_cvttps_epi32(flx);
+    const __m512i y1 = _mm512_min_epi32(_mm512_add_epi32(y0, _mm512_set1_epi32(1)), h1);
+    const __m512i xp = _mm512_min_epi32(x0, w2);  // first column of the pair read
+    const __mmask16 edge = _mm512_cmpgt_epi32_mask(x0, w2);
+    const __m512 ty = _mm512_sub_ps(py, fly), tx = _mm512_sub_ps(px, flx);
+    const __m512 uy = _mm512_sub_ps(one, ty), ux = _mm512_sub_ps(one, tx);
+    const __m512 w00 = _mm512_mul_ps(uy, ux), w01 = _mm512_mul_ps(uy, tx);
+    const __m512 w10 = _mm512_mul_ps(ty, ux), w11 = _mm512_mul_ps(ty, tx);
+    const __m512i r0 = _mm512_add_epi32(_mm512_mullo_epi32(y0, vw), xp);
+    const __m512i r1 = _mm512_add_epi32(_mm512_mullo_epi32(y1, vw), xp);
+    auto interp = [&](const float* c) {
+      __m512 c00, c01, c10, c11;
+      gather_pairs(c, r0, edge, c00, c01);
+      gather_pairs(c, r1, edge, c10, c11);
+      __m512 v = _mm512_mul_ps(w00, c00);
+      v = _mm512_add_ps(v, _mm512_mul_ps(w01, c01));
+      v = _mm512_add_ps(v, _mm512_mul_ps(w10, c10));
+      return _mm512_add_ps(v, _mm512_mul_ps(w11, c11));
+    };
+    my = _mm512_add_ps(my, interp(sy));
+    mx = _mm512_add_ps(mx, interp(sx));
+  }
+}
+
+// Short-range votes of row y: pixels whose logit passes the cut are compacted with their vote
+// positions and weights, then splatted sixteen at a time. Returns whether a logit was non-finite.
+template <class Add>
+__attribute__((optimize("fp-contract=off"))) bool vote_short_row16(RowScratch& s, const float* hrow,
+                                                                   const float* syrow, const float* sxrow, int y,
+                                                                   int h, int w, const float* lut, float cut,
+                                                                   float min_w, float weight, const Add& add) {
+  const __m512i expo = _mm512_set1_epi32(0x7f800000);
+  const __m512 fy = _mm512_set1_ps(float(y));
+  __mmask16 bad = 0;
+  int n = 0;
+  for (int x = 0; x < w; x += 16) {
+    const __mmask16 tm = first_lanes(w - x);
+    // The next row's lines: the hardware prefetcher does not keep up with these masked loads.
+    _mm_prefetch(reinterpret_cast<const char*>(hrow + w + x), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(syrow + w + x), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(sxrow + w + x), _MM_HINT_T0);
+    const __m512 l = _mm512_maskz_loadu_ps(tm, hrow + x);
+    bad |= _mm512_mask_cmpeq_epi32_mask(tm, _mm512_and_si512(_mm512_castps_si512(l), expo), expo);
+    __mmask16 m = _mm512_mask_cmp_ps_mask(tm, l, _mm512_set1_ps(cut), _CMP_NLT_UQ);  // !(l < cut)
+    if (!m) continue;
+    // sigmoid_lut_index
+    const __m512 lc = clamp16(l, _mm512_set1_ps(-16.0f), _mm512_set1_ps(16.0f));
+    const __m512i li = _mm512_add_epi32(
+        _mm512_cvttps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(lc, _mm512_set1_ps(float(inst::kLutPerUnit))),
+                                                 _MM_FROUND_CUR_DIRECTION)),
+        _mm512_set1_epi32(inst::kLutHalf));
+    const __m512 hv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, li, lut, 4);
+    m = _mm512_mask_cmp_ps_mask(m, hv, _mm512_set1_ps(min_w), _CMP_GE_OQ);
+    const __m512 fx = _mm512_cvtepi32_ps(_mm512_add_epi32(lane_index(), _mm512_set1_epi32(x)));
+    const __m512 py = _mm512_add_ps(fy, _mm512_maskz_loadu_ps(m, syrow + x));
+    const __m512 px = _mm512_add_ps(fx, _mm512_maskz_loadu_ps(m, sxrow + x));
+    _mm512_storeu_ps(s.py.data() + n, _mm512_maskz_compress_ps(m, py));
+    _mm512_storeu_ps(s.px.data() + n, _mm512_maskz_compress_ps(m, px));
+    _mm512_storeu_ps(s.wv.data() + n, _mm512_maskz_compress_ps(m, _mm512_mul_ps(hv, _mm512_set1_ps(weight))));
+    n += __builtin_popcount(m);
+  }
+  splat_compacted(s, s.wv.data(), n, h, w, add);
+  return bad != 0;
+}
+
+// Long-range refinement and votes of row y's thing pixels: their columns and offsets are
+// compacted, refined and splatted sixteen at a time, and the refined offsets stored back in place.
+template <class Add>
+__attribute__((optimize("fp-contract=off"))) void vote_long_row16(RowScratch& s, const uint8_t* trow,
+                                                                  const float* lyrow, const float* lxrow, float* ryrow,
+                                                                  float* rxrow, const float* sy, const float* sx,
+                                                                  int y, int h, int w, int steps, float weight,
+                                                                  const Add& add) {
+  int n = 0;
+  for (int x = 0; x < w; x += 16) {
+    const __mmask16 tm = first_lanes(w - x);
+    _mm_prefetch(reinterpret_cast<const char*>(lyrow + w + x), _MM_HINT_T0);  // as in vote_short_row16
+    _mm_prefetch(reinterpret_cast<const char*>(lxrow + w + x), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(trow + w + x), _MM_HINT_T0);
+    const __m128i t = _mm_maskz_loadu_epi8(tm, trow + x);
+    const __mmask16 m = _mm_test_epi8_mask(t, t);
+    s.masks[x / 16] = m;
+    if (!m) continue;
+    _mm512_storeu_si512(s.xs.data() + n,
+                        _mm512_maskz_compress_epi32(m, _mm512_add_epi32(lane_index(), _mm512_set1_epi32(x))));
+    _mm512_storeu_ps(s.py.data() + n, _mm512_maskz_compress_ps(m, _mm512_maskz_loadu_ps(m, lyrow + x)));
+    _mm512_storeu_ps(s.px.data() + n, _mm512_maskz_compress_ps(m, _mm512_maskz_loadu_ps(m, lxrow + x)));
+    n += __builtin_popcount(m);
+  }
+  if (n == 0) return;
+  // Lanes past n hold stale values; refinement clamps every sample position, so they read inside
+  // the image, and they neither vote nor are stored.
+  const __m512 fy = _mm512_set1_ps(float(y));
+  Taps16 taps;
+  for (int j = 0; j < n; j += 16) {
+    __m512 my = _mm512_loadu_ps(s.py.data() + j), mx = _mm512_loadu_ps(s.px.data() + j);
+    const __m512 fx = _mm512_cvtepi32_ps(_mm512_loadu_si512(s.xs.data() + j));
+    refine16(my, mx, fy, fx, sy, sx, h, w, steps);
+    _mm512_storeu_ps(s.py.data() + j, my);
+    _mm512_storeu_ps(s.px.data() + j, mx);
+    if (weight > 0.0f) {
+      splat16(taps, _mm512_add_ps(fy, my), _mm512_add_ps(fx, mx), _mm512_set1_ps(weight), std::min(16, n - j), h, w);
+      taps.add_to(add);
+    }
+  }
+  for (int x = 0, done = 0; x < w; x += 16) {
+    const __mmask16 m = s.masks[x / 16];
+    if (!m) continue;
+    _mm512_mask_storeu_ps(ryrow + x, m, _mm512_maskz_expand_ps(m, _mm512_loadu_ps(s.py.data() + done)));
+    _mm512_mask_storeu_ps(rxrow + x, m, _mm512_maskz_expand_ps(m, _mm512_loadu_ps(s.px.data() + done)));
+    done += __builtin_popcount(m);
+  }
+}
+
+// Pixel assignment's instance table and grid (see assign_pixels_into).
+struct AssignGrid {
+  const float *kp, *bar;  // 2P keypoints and 2 means per instance
+  const int *cell_start, *cell_items;
+  int n, gh, gw;
+  float cell;
+};
+
+// assign_cost for sixteen pixels with predicted keypoints p[0..9] against instance keypoints q.
+__attribute__((optimize("fp-contract=off"))) inline __m512 assign_cost16(const __m512* p, const float* q) {
+  __m512 s = _mm512_setzero_ps();
+  for (int k = 0; k < 5; ++k) {
+    const __m512 dy = _mm512_sub_ps(p[2 * k], _mm512_set1_ps(q[2 * k]));
+    const __m512 dx = _mm512_sub_ps(p[2 * k + 1], _mm512_set1_ps(q[2 * k + 1]));
+    s = _mm512_add_ps(s, _mm512_sqrt_ps(_mm512_add_ps(_mm512_mul_ps(dy, dy), _mm512_mul_ps(dx, dx))));
+  }
+  return s;
+}
+
+// Pixel assignment of the lanes `m` of sixteen pixels (y, x..x+15), searched in vectors: the bound
+// starts from instance `guess` for every lane and the candidates are the instances of the union of
+// the lanes' grid squares. For a pixel whose predictions and costs are finite the answer, the
+// lowest index among the least costs, does not depend on where the search starts or in which
+// order it goes (the bound is exact), so it equals the scalar search's. Returns the lanes done
+// (their instance in bj); pixels with non-finite or far-off predictions are left to the scalar
+// search, whose answer may depend on the previous pixel's.
+__attribute__((optimize("fp-contract=off"))) __mmask16 assign16(int32_t* bj_out, const float* ref, int64_t hw,
+                                                                int64_t i, int y, int x, __mmask16 m, int guess,
+                                                                const AssignGrid& g) {
+  const __m512 fy = _mm512_set1_ps(float(y));
+  const __m512 fx = _mm512_cvtepi32_ps(_mm512_add_epi32(lane_index(), _mm512_set1_epi32(x)));
+  const __m512 big = _mm512_set1_ps(1e6f);
+  __m512 p[10];
+  __mmask16 ok = m;
+  for (int k = 0; k < 10; ++k) {  // predicted_keypoints
+    p[k] = _mm512_add_ps(k % 2 ? fx : fy, _mm512_maskz_loadu_ps(m, ref + k * hw + i));
+    ok &= _mm512_cmp_ps_mask(_mm512_abs_ps(p[k]), _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ);
+  }
+  auto mean = [&](int c) {
+    __m512 v = _mm512_add_ps(p[c], p[c + 2]);
+    for (int k = c + 4; k < 10; k += 2) v = _mm512_add_ps(v, p[k]);
+    return _mm512_div_ps(v, _mm512_set1_ps(5.0f));
+  };
+  const __m512 py = mean(0), px = mean(1);
+  auto margin = [](__m512 best) {  // as in assign_pixels_into
+    return _mm512_add_ps(_mm512_mul_ps(best, _mm512_set1_ps(1.0001f)), _mm512_set1_ps(0.01f));
+  };
+  auto bound = [&](__m512 best) { return _mm512_mul_ps(margin(best), margin(best)); };
+  __m512 best = assign_cost16(p, g.kp + 10 * guess);
+  __m512i bj = _mm512_set1_epi32(guess);
+  __m512 b2 = bound(best);
+  const __m512 rq = _mm512_div_ps(margin(best), _mm512_set1_ps(5.0f));
+  ok &= _mm512_cmp_ps_mask(rq, big, _CMP_LT_OQ) & _mm512_cmp_ps_mask(_mm512_abs_ps(py), big, _CMP_LT_OQ) &
+        _mm512_cmp_ps_mask(_mm512_abs_ps(px), big, _CMP_LT_OQ);
+  if (!ok) return 0;
+  // The union of the lanes' cell ranges.
+  const __m512 cell = _mm512_set1_ps(g.cell);
+  auto cell_lo = [&](__m512 c) {
+    return std::max(0, int(_mm512_mask_reduce_min_ps(ok, _mm512_floor_ps(_mm512_div_ps(_mm512_sub_ps(c, rq), cell)))));
+  };
+  auto cell_hi = [&](__m512 c, int top) {
+    return std::min(top, int(_mm512_mask_reduce_max_ps(ok, _mm512_floor_ps(_mm512_div_ps(_mm512_add_ps(c, rq), cell)))));
+  };
+  const int cy0 = cell_lo(py), cy1 = cell_hi(py, g.gh - 1), cx0 = cell_lo(px), cx1 = cell_hi(px, g.gw - 1);
+  auto consider = [&](int j) {
+    if (j == guess) return;
+    const __m512 dy = _mm512_sub_ps(py, _mm512_set1_ps(g.bar[2 * j]));
+    const __m512 dx = _mm512_sub_ps(px, _mm512_set1_ps(g.bar[2 * j + 1]));
+    const __m512 lb = _mm512_mul_ps(_mm512_set1_ps(25.0f), _mm512_add_ps(_mm512_mul_ps(dy, dy), _mm512_mul_ps(dx, dx)));
+    const __mmask16 pass = _mm512_mask_cmp_ps_mask(ok, lb, b2, _CMP_LE_OQ);
+    if (!pass) return;
+    const __m512 c = assign_cost16(p, g.kp + 10 * j);
+    const __m512i vj = _mm512_set1_epi32(j);
+    const __mmask16 upd = _mm512_mask_cmp_ps_mask(pass, c, best, _CMP_LT_OQ) |
+                          (_mm512_mask_cmp_ps_mask(pass, c, best, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(vj, bj));
+    best = _mm512_mask_mov_ps(best, upd, c);
+    bj = _mm512_mask_mov_epi32(bj, upd, vj);
+    b2 = bound(best);
+  };
+  if (cy0 <= cy1 && cx0 <= cx1) {
+    if (int64_t(cy1 - cy0 + 1) * (cx1 - cx0 + 1) >= g.n) {
+      for (int j = 0; j < g.n; ++j) consider(j);
+    } else {
+      for (int cy = cy0; cy <= cy1; ++cy)
+        for (int cx = cx0; cx <= cx1; ++cx)
+          for (int c = g.cell_start[cy * g.gw + cx]; c < g.cell_start[cy * g.gw + cx + 1]; ++c)
+            consider(g.cell_items[c]);
+    }
+  }
+  _mm512_storeu_si512(bj_out, bj);
+  return ok;
+}
+#pragma GCC diagnostic pop
+#endif
+
+// Short-range votes into planes k0..k1-1; returns whether every heatmap logit is finite (checked
+// on the way, as every logit is read). Atomic (the rows shared by several threads): `acc` must be
+// zero already. Otherwise (one thread per plane) `acc` may hold anything and each plane is zeroed
+// here, a few rows ahead of the votes: noisy heatmaps make about one pixel in ten vote near
+// itself, and read-modify-writes of accumulator lines zeroed long before (and evicted since)
+// would each wait for memory; lines zeroed just ahead are still in cache.
 template <bool Atomic>
 bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shrt, int h, int w, float min_w,
-                    float weight) {
+                    float weight, int k0, int k1) {
   uint32_t bad = 0;
   const float* lut = inst::sigmoid_lut().data();
   const int64_t hw = int64_t(h) * w;
@@ -113,58 +487,63 @@ bool vote_short_cpu(unsigned long long* acc, const float* heat, const float* shr
   const float cut = m == 0 ? -1e30f : float(m - inst::kLutHalf - 1) / float(inst::kLutPerUnit);
   // One parallel region; the keypoints' passes need no barrier between them (integer atomics).
 #pragma omp parallel if (Atomic) reduction(| : bad)
-  for (int k = 0; k < kNumKeypoints; ++k) {
-    const float* hk = heat + k * hw;
-    const float* sy = shrt + (2 * k) * hw;
-    const float* sx = shrt + (2 * k + 1) * hw;
-    unsigned long long* a = acc + k * hw;
-    auto add = [a](int64_t i, unsigned long long v) {
-      if (Atomic)
-        __atomic_fetch_add(a + i, v, __ATOMIC_RELAXED);
-      else
-        a[i] += v;
-    };
+  {
+    RowScratch scratch(w);
+    for (int k = k0; k < k1; ++k) {
+      const float* hk = heat + k * hw;
+      const float* sy = shrt + (2 * k) * hw;
+      const float* sx = shrt + (2 * k + 1) * hw;
+      int64_t zeroed = 0;
+      const PlaneAdd<Atomic, !Atomic> add{acc + k * hw, hw, w, &zeroed};
 #pragma omp for schedule(static) nowait
-    for (int y = 0; y < h; ++y) {
-      uint32_t row_bad = 0;
-      const float* hrow = hk + int64_t(y) * w;
-      auto vote = [&](int x) {
-        const int64_t i = int64_t(y) * w + x;
-        const float hv = lut[inst::sigmoid_lut_index(hrow[x])];
-        if (!(hv >= min_w)) return;
-        inst::splat(inst::f_add(float(y), sy[i]), inst::f_add(float(x), sx[i]), h, w, inst::f_mul(hv, weight), add);
-      };
-      int x = 0;
+      for (int y = 0; y < h; ++y) {
+        const int64_t row = int64_t(y) * w;
+        const float* hrow = hk + row;
+#ifdef DL_FUSION_AVX512
+        bad |= uint32_t(vote_short_row16(scratch, hrow, sy + row, sx + row, y, h, w, lut, cut, min_w, weight, add));
+#else
+        uint32_t row_bad = 0;
+        auto vote = [&](int x) {
+          const int64_t i = row + x;
+          const float hv = lut[inst::sigmoid_lut_index(hrow[x])];
+          if (!(hv >= min_w)) return;
+          inst::splat(inst::f_add(float(y), sy[i]), inst::f_add(float(x), sx[i]), h, w, inst::f_mul(hv, weight),
+                      add);
+        };
+        int x = 0;
 #ifdef __AVX2__
-      // Eight logits at a time: most pixels are far from every keypoint and are rejected here.
-      const __m256 vcut = _mm256_set1_ps(cut);
-      const __m256i expo = _mm256_set1_epi32(0x7f800000);
-      __m256i vbad = _mm256_setzero_si256();
-      for (; x + 8 <= w; x += 8) {
-        const __m256 l = _mm256_loadu_ps(hrow + x);
-        vbad = _mm256_or_si256(vbad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(l), expo), expo));
-        unsigned mask = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(l, vcut, _CMP_NLT_UQ)));  // !(l < cut)
-        while (mask) {
-          vote(x + __builtin_ctz(mask));
-          mask &= mask - 1;
+        // Eight logits at a time: most pixels are far from every keypoint and are rejected here.
+        const __m256 vcut = _mm256_set1_ps(cut);
+        const __m256i expo = _mm256_set1_epi32(0x7f800000);
+        __m256i vbad = _mm256_setzero_si256();
+        for (; x + 8 <= w; x += 8) {
+          const __m256 l = _mm256_loadu_ps(hrow + x);
+          vbad = _mm256_or_si256(vbad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(l), expo), expo));
+          unsigned mask = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(l, vcut, _CMP_NLT_UQ)));  // !(l < cut)
+          while (mask) {
+            vote(x + __builtin_ctz(mask));
+            mask &= mask - 1;
+          }
         }
-      }
-      row_bad |= uint32_t(!_mm256_testz_si256(vbad, vbad));
+        row_bad |= uint32_t(!_mm256_testz_si256(vbad, vbad));
 #endif
-      for (; x < w; ++x) {
-        uint32_t u;
-        std::memcpy(&u, hrow + x, 4);
-        row_bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
-        if (hrow[x] < cut) continue;
-        vote(x);
+        for (; x < w; ++x) {
+          uint32_t u;
+          std::memcpy(&u, hrow + x, 4);
+          row_bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+          if (hrow[x] < cut) continue;
+          vote(x);
+        }
+        bad |= row_bad;
+#endif
       }
-      bad |= row_bad;
+      if (!Atomic) add.zero_to(hw);
     }
   }
   return bad == 0;
 }
 
-#ifdef __AVX2__
+#if defined(__AVX2__) && !defined(DL_FUSION_AVX512)
 // refine_at for eight pixels (y, xs[0..7]) of one row at once: the same IEEE operations in the
 // same order as the scalar version (no FMA), so the results are bit-identical to it and to CUDA.
 // GCC contracts mul+add intrinsics into FMA too: forbid it here.
@@ -208,30 +587,32 @@ __attribute__((optimize("fp-contract=off"))) void refine8(float* my_out, float* 
 }
 #endif
 
+// Long-range refinement and votes into planes k0..k1-1 (Atomic: the rows shared by several threads).
 template <bool Atomic>
 void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing, const float* lng, const float* shrt,
-                   int h, int w, int steps, float weight) {
+                   int h, int w, int steps, float weight, int k0, int k1) {
   const int64_t hw = int64_t(h) * w;
   // One keypoint at a time (six streaming planes instead of thirty-five), all in one parallel
   // region: the keypoints' passes need no barrier between them (integer atomics).
 #pragma omp parallel if (Atomic)
   {
-    std::vector<int> xs(w + 8);
-    std::vector<float> oy(w + 8), ox(w + 8);
-    for (int k = 0; k < kNumKeypoints; ++k) {
+    RowScratch s(w);
+    for (int k = k0; k < k1; ++k) {
       const float *ly = lng + (2 * k) * hw, *lx = lng + (2 * k + 1) * hw;
       const float *sy = shrt + (2 * k) * hw, *sx = shrt + (2 * k + 1) * hw;
       float *ry = refined + (2 * k) * hw, *rx = refined + (2 * k + 1) * hw;
-      unsigned long long* a = acc + k * hw;
-      auto add = [a](int64_t j, unsigned long long v) {
-        if (Atomic)
-          __atomic_fetch_add(a + j, v, __ATOMIC_RELAXED);
-        else
-          a[j] += v;
-      };
+      const PlaneAdd<Atomic> add{acc + k * hw, hw, w, nullptr};  // zeroed by the short-range pass or before
 #pragma omp for schedule(dynamic, 8) nowait
       for (int y = 0; y < h; ++y) {
         const int64_t row = int64_t(y) * w;
+#ifdef DL_FUSION_AVX512
+        if (w >= 2) {
+          vote_long_row16(s, thing + row, ly + row, lx + row, ry + row, rx + row, sy, sx, y, h, w, steps, weight, add);
+          continue;
+        }
+#endif
+        float *oy = s.py.data(), *ox = s.px.data();
+        int* xs = s.xs.data();
         int n = 0;
         for (int x = 0; x < w; ++x) {
           xs[n] = x;
@@ -239,9 +620,9 @@ void vote_long_cpu(unsigned long long* acc, float* refined, const uint8_t* thing
         }
         if (n == 0) continue;
         int done = 0;
-#ifdef __AVX2__
+#if defined(__AVX2__) && !defined(DL_FUSION_AVX512)
         for (; done + 8 <= n; done += 8)
-          refine8(oy.data() + done, ox.data() + done, ly + row, lx + row, xs.data() + done, y, sy, sx, h, w, steps);
+          refine8(oy + done, ox + done, ly + row, lx + row, xs + done, y, sy, sx, h, w, steps);
 #endif
         for (; done < n; ++done) {
           const int64_t i = row + xs[done];
@@ -422,38 +803,56 @@ void check_head_outputs(const HeadOutputs& out, const ClassMap& classes, const I
 }
 
 namespace {
+// One class plane c of a block of n pixels: best/lab take the logit and c where it is greater
+// (first maximum wins; plane 0 initialises them). Returns whether a logit is non-finite.
+inline uint32_t argmax_plane(const float* p, float* best, int32_t* lab, int64_t n, int32_t c) {
+#ifdef DL_FUSION_AVX512
+  const __m512i expo = _mm512_set1_epi32(0x7f800000), cv = _mm512_set1_epi32(c);
+  __mmask16 bad = 0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 tm = first_lanes(int(std::min<int64_t>(16, n - i)));
+    const __m512 v = _mm512_maskz_loadu_ps(tm, p + i);
+    bad |= _mm512_mask_cmpeq_epi32_mask(tm, _mm512_and_si512(_mm512_castps_si512(v), expo), expo);
+    const __mmask16 gt = c == 0 ? tm : _mm512_mask_cmp_ps_mask(tm, v, _mm512_loadu_ps(best + i), _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(best + i, gt, v);
+    _mm512_mask_storeu_epi32(lab + i, gt, cv);
+  }
+  return bad != 0;
+#else
+  const uint32_t* u = reinterpret_cast<const uint32_t*>(p);
+  uint32_t f = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool gt = c == 0 || p[i] > best[i];
+    best[i] = gt ? p[i] : best[i];
+    lab[i] = gt ? c : lab[i];
+    f |= uint32_t((u[i] & 0x7f800000u) == 0x7f800000u);
+  }
+  return f;
+#endif
+}
+
 void semantic_argmax_into(const Tensor& semantic, std::vector<int32_t>& labels, bool check_finite = false) {
   DL_CHECK(semantic.dim() == 4 && semantic.size(0) == 1 && !semantic.is_cuda(),
            "semantic_argmax: want a CPU [1, K, H, W] tensor, got " << semantic.desc());
   const int64_t K = semantic.size(1), hw = semantic.size(2) * semantic.size(3);
   const float* s = semantic.data<float>();
   labels.resize(hw);
-  constexpr int64_t kBlock = 2048;
+  constexpr int64_t kBlock = 512;
   uint32_t bad = 0;
+  // Blocks of pixels, class plane by class plane, the finiteness test on the same loads. Each
+  // plane's next block is prefetched: the hardware prefetcher restarts at every 4 KB page of each
+  // of the K interleaved streams.
 #pragma omp parallel for schedule(static) reduction(| : bad)
   for (int64_t b = 0; b < hw; b += kBlock) {
     const int64_t n = std::min(kBlock, hw - b);
-    float best[kBlock];
-    int32_t* lab = labels.data() + b;
-    std::copy(s + b, s + b + n, best);
-    std::fill(lab, lab + n, 0);
-    for (int64_t c = 1; c < K; ++c) {
+    alignas(64) float best[kBlock];
+    for (int64_t c = 0; c < K; ++c) {
       const float* p = s + c * hw + b;
-      for (int64_t i = 0; i < n; ++i) {
-        const bool gt = p[i] > best[i];
-        best[i] = gt ? p[i] : best[i];
-        lab[i] = gt ? int32_t(c) : lab[i];
-      }
-    }
-    if (check_finite) {
-      uint32_t f = 0;
-      for (int64_t c = 0; c < K; ++c) {
-        const uint32_t* u = reinterpret_cast<const uint32_t*>(s + c * hw + b);
-        for (int64_t i = 0; i < n; ++i) f |= uint32_t((u[i] & 0x7f800000u) == 0x7f800000u);
-      }
-      bad |= f;
+      for (int64_t i = kBlock; i < std::min(2 * kBlock, hw - b); i += 16) __builtin_prefetch(p + i, 0, 2);
+      bad |= argmax_plane(p, best, labels.data() + b, n, int32_t(c));
     }
   }
+  if (!check_finite) bad = 0;
   if (bad) check_finite_cpu(semantic, "semantic");
 }
 }  // namespace
@@ -503,31 +902,36 @@ void vote_scores_into(const HeadOutputs& out, const std::vector<int32_t>& labels
   v.width = w;
   v.scale = inst::vote_scale(cfg);
   v.acc.resize(size_t(kNumKeypoints) * hw);
-  unsigned long long* acc0 = v.acc.data();
-  const int64_t n_acc = int64_t(v.acc.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < n_acc; b += 1 << 16) std::fill(acc0 + b, acc0 + std::min(n_acc, b + (1 << 16)), 0ull);
-  const bool par = omp_get_max_threads() > 1;
-  if (short_weight > 0) {
-    const float sw = float(short_weight), mw = float(cfg.min_vote_weight);
-    const bool finite =
-        par ? vote_short_cpu<true>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw, sw)
-            : vote_short_cpu<false>(v.acc.data(), out.heatmap.data<float>(), out.short_offsets.data<float>(), h, w, mw,
-                                    sw);
-    if (!finite && cfg.check_finite) check_finite_cpu(out.heatmap, "heatmap");
-  } else if (cfg.check_finite) {
-    check_finite_cpu(out.heatmap, "heatmap");
-  }
   const std::vector<uint8_t> lut = thing_lut(classes);
   thing.resize(hw);
   for (int64_t i = 0; i < hw; ++i) thing[i] = lut[labels[i]];
   ref.resize(size_t(2 * kNumKeypoints) * hw);
-  if (par)
-    vote_long_cpu<true>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
-                        out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
-  else
-    vote_long_cpu<false>(v.acc.data(), ref.data(), thing.data(), out.long_offsets.data<float>(),
-                         out.short_offsets.data<float>(), h, w, cfg.refine_steps, float(long_weight));
+  // Up to five threads: whole keypoint planes per thread (plain adds, the short-range pass zeroes
+  // its plane lazily); more: the rows of each plane shared, atomic adds into zeroed planes.
+  const bool atomic = omp_get_max_threads() > kNumKeypoints;
+  const bool vote_short = short_weight > 0;
+  if (atomic || !vote_short) {
+    unsigned long long* acc0 = v.acc.data();
+    const int64_t n_acc = int64_t(v.acc.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < n_acc; b += 1 << 16) std::fill(acc0 + b, acc0 + std::min(n_acc, b + (1 << 16)), 0ull);
+  }
+  const float sw = float(short_weight), mw = float(cfg.min_vote_weight), lw = float(long_weight);
+  const float *heat = out.heatmap.data<float>(), *shrt = out.short_offsets.data<float>();
+  const float* lng = out.long_offsets.data<float>();
+  bool finite = true;
+  if (atomic) {
+    if (vote_short) finite = vote_short_cpu<true>(v.acc.data(), heat, shrt, h, w, mw, sw, 0, kNumKeypoints);
+    vote_long_cpu<true>(v.acc.data(), ref.data(), thing.data(), lng, shrt, h, w, cfg.refine_steps, lw, 0,
+                        kNumKeypoints);
+  } else {
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : finite)
+    for (int k = 0; k < kNumKeypoints; ++k) {
+      if (vote_short) finite = vote_short_cpu<false>(v.acc.data(), heat, shrt, h, w, mw, sw, k, k + 1) && finite;
+      vote_long_cpu<false>(v.acc.data(), ref.data(), thing.data(), lng, shrt, h, w, cfg.refine_steps, lw, k, k + 1);
+    }
+  }
+  if ((!vote_short || !finite) && cfg.check_finite) check_finite_cpu(out.heatmap, "heatmap");
 }
 }  // namespace
 
@@ -688,17 +1092,15 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
   }
   // Float rounding may make a computed bound exceed the true one slightly: keep a margin.
   auto margin = [](float b) { return b * 1.0001f + 0.01f; };
+#ifdef DL_FUSION_AVX512
+  const AssignGrid grid{kp.data(), bar.data(), cell_start.data(), cell_items.data(), n, gh, gw, cell};
+#endif
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t y = 0; y < height; ++y) {
     int prev = 0;  // the previous pixel's instance: usually this pixel's too, giving a tight bound
-    for (int64_t x = 0; x < width; ++x) {
+    // Pixel x of the row with predicted keypoints p, their means (py, px) and cost `best` against prev.
+    auto assign = [&](int64_t x, const float* p, float py, float px, float best) {
       const int64_t i = y * width + x;
-      if (!lut[labels[i]]) continue;
-      float p[10];
-      predicted_keypoints(p, ref, hw, i, int(y), int(x));
-      const float py = (p[0] + p[2] + p[4] + p[6] + p[8]) / 5.0f;
-      const float px = (p[1] + p[3] + p[5] + p[7] + p[9]) / 5.0f;
-      float best = inst::assign_cost(p, kp.data() + 10 * prev);
       int bj = prev;
       float m = margin(best), b2 = m * m;
       // Every instance that can beat or tie `best` has 5 |mean p - mean q_j| <= best: its mean lies
@@ -715,7 +1117,7 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
         }
         out[i] = bj;
         prev = bj;
-        continue;
+        return;
       }
       const int cy0 = std::max(0, int(std::floor((py - rq) / cell))), cy1 = std::min(gh - 1, int(std::floor((py + rq) / cell)));
       const int cx0 = std::max(0, int(std::floor((px - rq) / cell))), cx1 = std::min(gw - 1, int(std::floor((px + rq) / cell)));
@@ -742,7 +1144,39 @@ void assign_pixels_into(const std::vector<int32_t>& labels, const std::vector<fl
       }
       out[i] = bj;
       prev = bj;
+    };
+    auto assign_scalar = [&](int64_t x) {
+      float p[10];
+      predicted_keypoints(p, ref, hw, y * width + x, int(y), int(x));
+      const float py = (p[0] + p[2] + p[4] + p[6] + p[8]) / 5.0f;
+      const float px = (p[1] + p[3] + p[5] + p[7] + p[9]) / 5.0f;
+      assign(x, p, py, px, inst::assign_cost(p, kp.data() + 10 * prev));
+    };
+#ifdef DL_FUSION_AVX512
+    for (int64_t x0 = 0; x0 < width; x0 += 16) {
+      const int64_t i0 = y * width + x0;
+      const int lanes = int(std::min<int64_t>(16, width - x0));
+      for (int k = 0; k < 10; ++k)  // the next row's, as in vote_short_row16
+        _mm_prefetch(reinterpret_cast<const char*>(ref + k * hw + i0 + width), _MM_HINT_T0);
+      unsigned things = 0;
+      for (int j = 0; j < lanes; ++j) things |= unsigned(lut[labels[i0 + j]]) << j;
+      if (!things) continue;
+      alignas(64) int32_t bj[16];
+      const unsigned done = assign16(bj, ref, hw, i0, int(y), int(x0), __mmask16(things), prev, grid);
+      for (; things; things &= things - 1) {
+        const int j = __builtin_ctz(things);
+        if (done >> j & 1) {
+          out[i0 + j] = bj[j];
+          prev = bj[j];
+        } else {
+          assign_scalar(x0 + j);
+        }
+      }
     }
+#else
+    for (int64_t x = 0; x < width; ++x)
+      if (lut[labels[y * width + x]]) assign_scalar(x);
+#endif
   }
 }
 }  // namespace
@@ -780,27 +1214,32 @@ PanopticMap fuse_panoptic_into(const std::vector<int32_t>& labels, const std::ve
     t.y1.assign(owners, -1);
     t.x1.assign(owners, -1);
     t.class_votes.assign(n * K, 0);
+    // Statistics per run of pixels with the same owner and label (long runs: one update instead
+    // of a chain of dependent per-pixel updates).
 #pragma omp for schedule(static)
-    for (int64_t y = 0; y < height; ++y)
+    for (int64_t y = 0; y < height; ++y) {
+      const int32_t* lrow = labels.data() + y * width;
+      const int32_t* arow = assignment.data() + y * width;
+      int32_t* orow = owner.data() + y * width;
       for (int64_t x = 0; x < width; ++x) {
-        const int64_t i = y * width + x;
-        const int32_t l = labels[i];
-        int32_t o;
-        if (!lut[l]) {
-          o = l;
-        } else {
-          const int32_t a = assignment[i];
-          o = a >= 0 ? K + a : -1;
-          if (a >= 0) ++t.class_votes[size_t(a) * K + l];
-        }
-        owner[i] = o;
-        if (o < 0) continue;
-        ++t.area[o];
-        t.y0[o] = std::min(t.y0[o], int32_t(y));
-        t.y1[o] = std::max(t.y1[o], int32_t(y));
-        t.x0[o] = std::min(t.x0[o], int32_t(x));
-        t.x1[o] = std::max(t.x1[o], int32_t(x));
+        const int32_t l = lrow[x], a = arow[x];
+        orow[x] = !lut[l] ? l : a >= 0 ? K + a : -1;
       }
+      for (int64_t x = 0; x < width;) {
+        const int32_t o = orow[x], l = lrow[x];
+        int64_t e = x + 1;
+        while (e < width && orow[e] == o && lrow[e] == l) ++e;
+        if (o >= 0) {
+          t.area[o] += e - x;
+          if (o >= K) t.class_votes[size_t(o - K) * K + l] += e - x;
+          t.y0[o] = std::min(t.y0[o], int32_t(y));
+          t.y1[o] = std::max(t.y1[o], int32_t(y));
+          t.x0[o] = std::min(t.x0[o], int32_t(x));
+          t.x1[o] = std::max(t.x1[o], int32_t(e - 1));
+        }
+        x = e;
+      }
+    }
 #pragma omp critical
     {
       for (size_t o = 0; o < owners; ++o) {
