@@ -95,7 +95,6 @@ Result run_case(const Case& c, int min_reps, double budget_s, bool cpu_clock) {
   Tensor w = Tensor::randn({c.c_out, c.c_in / c.groups, c.k, c.k}, rng, 0.05);
   const ConvGeom g = conv_geometry(x.shape(), w.shape(), opt);
   Tensor gy = c.backward ? Tensor::randn({g.n, g.c_out, g.h_out, g.w_out}, rng) : Tensor();
-  memory_release_cached();
   malloc_trim(0);  // hand freed memory back so the baseline is this case's inputs alone
   const long rss0 = proc_kb("VmRSS:");
   reset_hwm();

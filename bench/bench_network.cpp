@@ -50,7 +50,6 @@ struct Result {
 };
 
 Result run_case(DeeperLab& model, const Tensor& x, bool backward, int reps) {
-  memory_release_cached();
   malloc_trim(0);
   const long rss0 = proc_kb("VmRSS:");
   reset_hwm();

@@ -16,18 +16,20 @@ namespace {
 std::atomic<size_t> g_cpu_current{0};
 std::atomic<size_t> g_cpu_peak{0};
 
-// Freed host blocks of 1 MiB and more are kept for the next request of the same size. Why: a training
-// step frees and allocates the same activation and gradient buffers every step, and fresh pages
-// cost a fault and zeroing each (about a sixth of a 513x513 CPU training step). Cached bytes stay
-// below the peak of live tensor bytes, so the process holds at most twice its peak.
-// DEEPERLAB_HOST_CACHE=0 turns the cache off.
+// While a HostCacheScope lives (the training loop), freed host blocks of 1 MiB and more are kept for
+// the next request of the same size. Why: a training step frees and allocates the same activation
+// and gradient buffers every step, and fresh pages cost a fault and zeroing each (about a fifth of
+// a 513x513 CPU training step). Cached bytes stay below the peak of live tensor bytes. Inference
+// runs without it: one pass reuses few sizes and would keep up to its peak again in idle blocks.
+// DEEPERLAB_HOST_CACHE=0 turns it off everywhere.
 constexpr size_t kCacheFrom = size_t(1) << 20;
 
 struct HostCache {
   std::mutex mu;
   std::multimap<size_t, void*> blocks;  // by rounded size
   size_t bytes = 0;
-  const bool enabled = [] {
+  int scopes = 0;  // live HostCacheScopes
+  const bool allowed = [] {
     const char* e = std::getenv("DEEPERLAB_HOST_CACHE");
     return !(e && std::strcmp(e, "0") == 0);
   }();
@@ -41,7 +43,7 @@ size_t host_rounded(size_t bytes) { return bytes == 0 ? 64 : (bytes + 63) / 64 *
 
 void* host_alloc(size_t rounded) {
   HostCache& c = host_cache();
-  if (rounded >= kCacheFrom && c.enabled) {
+  if (rounded >= kCacheFrom && c.allowed) {
     std::lock_guard<std::mutex> lock(c.mu);
     auto it = c.blocks.find(rounded);
     if (it != c.blocks.end()) {
@@ -56,9 +58,9 @@ void* host_alloc(size_t rounded) {
 
 void host_free(void* p, size_t rounded) {
   HostCache& c = host_cache();
-  if (rounded >= kCacheFrom && c.enabled) {
+  if (rounded >= kCacheFrom && c.allowed) {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.bytes + rounded <= g_cpu_peak.load()) {
+    if (c.scopes > 0 && c.bytes + rounded <= g_cpu_peak.load()) {
       c.blocks.emplace(rounded, p);
       c.bytes += rounded;
       return;
@@ -66,16 +68,31 @@ void host_free(void* p, size_t rounded) {
   }
   std::free(p);
 }
-}  // namespace
 
-void memory_release_cached() {
-  HostCache& c = host_cache();
-  std::lock_guard<std::mutex> lock(c.mu);
+void release_cached_locked(HostCache& c) {
   for (auto& b : c.blocks) std::free(b.second);
   c.blocks.clear();
   c.bytes = 0;
 }
+}  // namespace
 
+HostCacheScope::HostCacheScope() {
+  HostCache& c = host_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  ++c.scopes;
+}
+
+HostCacheScope::~HostCacheScope() {
+  HostCache& c = host_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (--c.scopes == 0) release_cached_locked(c);
+}
+
+void memory_release_cached() {
+  HostCache& c = host_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  release_cached_locked(c);
+}
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
   if (device == Device::CPU) {
     data_ = host_alloc(host_rounded(bytes));

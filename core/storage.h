@@ -1,5 +1,5 @@
 // A flat, owned block of memory on one device. CPU blocks are 64-byte aligned (big ones reused by
-// size after they are freed); CUDA blocks come from the caching allocator. Byte counters (current and peak) are kept per device.
+// size inside a HostCacheScope); CUDA blocks come from the caching allocator. Byte counters (current and peak) are kept per device.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -29,8 +29,17 @@ class Storage {
 size_t memory_current(Device d);
 size_t memory_peak(Device d);
 void memory_reset_peak(Device d);
-// Frees the host blocks kept for reuse (freed tensors of 1 MiB and more are cached by size; see
-// storage.cpp). Benchmarks call it between cases; nothing else needs to.
+// While at least one HostCacheScope lives, freed host blocks of 1 MiB and more are kept for reuse
+// by size (a training loop allocates the same buffers every step; see storage.cpp); when the last
+// scope ends they are freed. Kept blocks never count as live tensor bytes.
+class HostCacheScope {
+ public:
+  HostCacheScope();
+  ~HostCacheScope();
+  HostCacheScope(const HostCacheScope&) = delete;
+  HostCacheScope& operator=(const HostCacheScope&) = delete;
+};
+// Frees the blocks kept so far (benchmarks call it between cases).
 void memory_release_cached();
 
 bool cuda_available();  // false in a build without CUDA or on a machine without a usable GPU

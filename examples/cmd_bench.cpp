@@ -64,6 +64,7 @@ int cmd_bench(int argc, char** argv) {
   if (mode != "infer") {
     DL_CHECK(n >= 2, "bench: --mode train needs --batch >= 2 (BatchNorm in training mode)");
     net.train();
+    const HostCacheScope host_cache;  // as the trainer does: steps reuse the big host buffers
     time_it("train", [&] {
       HeadOutputs o = net.forward(x);
       Tensor l =

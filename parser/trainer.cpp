@@ -266,6 +266,7 @@ TrainResult train(const TrainOptions& opt) {
   const LossConfig lp = loss_config(cfg);
   if (const char* e = std::getenv("DEEPERLAB_TEST_NAN_AT_STEP")) g_nan_step = std::atoll(e);
 
+  const HostCacheScope host_cache;  // every step reuses the previous step's big host buffers
   int64_t step = 0;
   if (!opt.init.empty()) {
     DL_CHECK(opt.resume.empty(),
