@@ -5,8 +5,8 @@
 // Non-obvious decision: memory is the process's resident-set high-water mark (VmHWM, reset per case
 // through /proc/self/clear_refs) minus the resident size before the case (after malloc_trim), so it counts
 // the inputs, outputs and every workspace (the im2col column buffer is not a Tensor), the same way for both
-// sides. The header names the OpenBLAS kernel set in use (OPENBLAS_CORETYPE picks it; the GEMM rows depend on
-// it).
+// sides. The header names the float GEMM in use (our AVX-512 kernel, or OpenBLAS with the kernel set
+// OPENBLAS_CORETYPE picks; the GEMM rows depend on it).
 #include <cblas.h>
 #include <malloc.h>
 #include <omp.h>
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/cpu/kernels.h"
+#include "core/cpu/sgemm.h"
 #include "core/ops.h"
 #include "core/rng.h"
 
@@ -226,8 +227,9 @@ int main(int argc, char** argv) {
   if (with_torch) torch = run_torch(threads, reps, budget, only, cpu_clock);
 
   std::printf(
-      "threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs (%s); OpenBLAS core %s\n",
-      threads, reps, cpu_clock ? "process CPU time" : "wall clock", openblas_get_corename());
+      "threads %d, float32, batch 1, 'same' padding, stride 1; median of >= %d runs (%s); float GEMM %s "
+      "(OpenBLAS core %s)\n",
+      threads, reps, cpu_clock ? "process CPU time" : "wall clock", cpu::sgemm_backend(), openblas_get_corename());
   std::printf(
       "| case | ours ms | ours GFLOP/s | ours peak MB | torch ms | torch GFLOP/s | torch peak MB | "
       "ours/torch |\n");
