@@ -35,6 +35,7 @@ void sgemm_openblas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const flo
               1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
+#ifdef __AVX512F__
 namespace {
 bool openblas_forced() {
   static const bool forced = [] {
@@ -43,10 +44,6 @@ bool openblas_forced() {
   }();
   return forced;
 }
-}  // namespace
-
-#ifdef __AVX512F__
-namespace {
 
 constexpr int kMR = 14, kNR = 32;
 constexpr int64_t kKC = 256, kMC = 12 * kMR, kNC = 64 * kNR;
