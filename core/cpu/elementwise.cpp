@@ -16,7 +16,11 @@ template <class T> void relu_bwd(T* gx, const T* gy, const T* y, int64_t n) {
 }
 template <class T> void relu6_fwd(T* y, const T* x, int64_t n) {
 #pragma omp parallel for simd if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(x[i], T(0)), T(6));
+  for (int64_t i = 0; i < n; ++i) {
+    // Written as selects, not std::min/max (GCC left those scalar and branchy); NaN still propagates.
+    const T v = x[i] < T(0) ? T(0) : x[i];
+    y[i] = v > T(6) ? T(6) : v;
+  }
 }
 template <class T> void relu6_bwd(T* gx, const T* gy, const T* x, int64_t n) {
 #pragma omp parallel for simd if (n > 32768)
