@@ -7,15 +7,15 @@
 namespace dl::cpu {
 
 template <class T> void relu_fwd(T* y, const T* x, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
 }
 template <class T> void relu_bwd(T* gx, const T* gy, const T* y, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) gx[i] = y[i] > T(0) ? gy[i] : T(0);
 }
 template <class T> void relu6_fwd(T* y, const T* x, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     // Written as selects, not std::min/max (GCC left those scalar and branchy); NaN still propagates.
     const T v = x[i] < T(0) ? T(0) : x[i];
@@ -23,7 +23,7 @@ template <class T> void relu6_fwd(T* y, const T* x, int64_t n) {
   }
 }
 template <class T> void relu6_bwd(T* gx, const T* gy, const T* x, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) gx[i] = (x[i] > T(0) && x[i] < T(6)) ? gy[i] : T(0);
 }
 template <class T> void sigmoid_fwd(T* y, const T* x, int64_t n) {
@@ -40,33 +40,33 @@ template <class T> void sigmoid_fwd(T* y, const T* x, int64_t n) {
   }
 }
 template <class T> void sigmoid_bwd(T* gx, const T* gy, const T* y, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) gx[i] = gy[i] * y[i] * (T(1) - y[i]);
 }
 template <class T> void add_fwd(T* y, const T* a, const T* b, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 template <class T> void sub_fwd(T* y, const T* a, const T* b, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] - b[i];
 }
 template <class T> void mul_fwd(T* y, const T* a, const T* b, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
 }
 template <class T> void scale_fwd(T* y, const T* x, T s, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
 template <class T> void axpy(T* y, T a, const T* x, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 template <class T> double sum_all(const T* x, int64_t n) {
   // Fixed chunking keeps the result independent of the thread schedule for a given thread count.
   double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 32768)
+#pragma omp parallel for simd reduction(+ : s) schedule(static) if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
   return s;
 }

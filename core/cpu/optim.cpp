@@ -12,7 +12,7 @@ void sgd_step(float* p, float* buf, const float* g, int64_t n, float lr, float m
               float weight_decay, bool nesterov, bool first_step) {
   const float one_minus_damp = 1.0f - dampening;
   const bool use_momentum = momentum != 0.0f;
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     float d = g[i];
     if (weight_decay != 0.0f) d = d + weight_decay * p[i];
@@ -28,7 +28,7 @@ void sgd_step(float* p, float* buf, const float* g, int64_t n, float lr, float m
 void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, float decay_scale, float beta1,
                 float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size,
                 float bc2_sqrt, float eps) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
     const float pi = p[i] * decay_scale;
@@ -49,6 +49,7 @@ double sum_squares(const float* x, int64_t n) {
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (int64_t i = lo; i < hi; ++i) s += static_cast<double>(x[i]) * x[i];
     part[static_cast<size_t>(b)] = s;
   }
@@ -58,7 +59,7 @@ double sum_squares(const float* x, int64_t n) {
 }
 
 void scale_inplace(float* x, float a, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd if (parallel : n > 32768)
   for (int64_t i = 0; i < n; ++i) x[i] *= a;
 }
 

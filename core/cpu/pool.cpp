@@ -8,6 +8,7 @@ template <class T> void global_avg_pool_fwd(T* y, const T* x, int64_t nc, int64_
   for (int64_t i = 0; i < nc; ++i) {
     double s = 0;
     const T* p = x + i * hw;
+#pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < hw; ++j) s += p[j];
     y[i] = static_cast<T>(s / static_cast<double>(hw));
   }
