@@ -8,7 +8,9 @@
 #
 # Environment: DEEPERLAB_THREADS (CPU threads, default 2 on cpu and all cores on cuda),
 # DEEPERLAB_TRAIN_STEPS (default 5 on cpu, 30 on cuda), DEEPERLAB_PYTHON (the interpreter with
-# torch, default /usr/bin/python3, or python3 when that has no torch).
+# torch, default /usr/bin/python3, or python3 when that has no torch). Both sides run with the caller's
+# OpenMP settings: OMP_WAIT_POLICY=passive, good for us on a shared machine, slows PyTorch's
+# OpenMP pool by about a third on a quiet one, so it is not set here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=${1:-cpu}
@@ -22,7 +24,6 @@ else
 fi
 PY=${DEEPERLAB_PYTHON:-/usr/bin/python3}
 "$PY" -c "import torch" 2>/dev/null || PY=python3
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$WORK"
 CFG=$WORK/perf_mnv2.json
 
