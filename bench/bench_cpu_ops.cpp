@@ -24,12 +24,14 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/sgemm.h"
 #include "core/ops.h"
 #include "core/rng.h"
 
 using namespace dl;
+using namespace dl::bench;
 
 namespace {
 
@@ -57,32 +59,6 @@ std::vector<Case> make_cases() {
     c.name = os.str();
   }
   return cases;
-}
-
-// Process CPU time (all threads): with --threads 1 on a loaded machine it does not count the time
-// the process waited for a core, unlike the wall clock.
-double cpu_s() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Resident memory (kB) from /proc/self/status: VmRSS or VmHWM.
-long proc_kb(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0) return std::atol(line.c_str() + n + 1);
-  return -1;
-}
-void reset_hwm() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
 }
 
 struct Result {
@@ -113,13 +89,12 @@ Result run_case(const Case& c, int min_reps, double budget_s, bool cpu_clock) {
   std::vector<double> times;
   const double start = now_s();
   while (int(times.size()) < min_reps || (now_s() - start < budget_s && times.size() < 50)) {
-    const double t0 = cpu_clock ? cpu_s() : now_s();
+    const double t0 = cpu_clock ? process_cpu_s() : now_s();
     once();
-    times.push_back((cpu_clock ? cpu_s() : now_s()) - t0);
+    times.push_back((cpu_clock ? process_cpu_s() : now_s()) - t0);
   }
-  std::sort(times.begin(), times.end());
   Result r;
-  r.ms = 1e3 * times[times.size() / 2];
+  r.ms = 1e3 * median(times);
   r.gflops = 2.0 * g.macs() * (c.backward ? 2 : 1) / (r.ms * 1e-3) / 1e9;
   r.peak_mb = double(proc_kb("VmHWM:") - rss0) / 1024.0;
   return r;

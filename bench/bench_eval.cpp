@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "bench/eval_data.h"
 #include "core/error.h"
 #include "metrics/panoptic_eval.h"
@@ -30,12 +31,9 @@
 
 namespace fs = std::filesystem;
 using namespace dl;
+using namespace dl::bench;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 struct RunResult {
   int rc = -1;

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <string>
 
+#include "bench/bench_util.h"
 #include "core/ops.h"
 #include "core/rng.h"
 #include "core/storage.h"
@@ -30,6 +31,7 @@
 #endif
 
 using namespace dl;
+using namespace dl::bench;
 
 namespace {
 
@@ -38,11 +40,6 @@ std::vector<Category> bench_categories() {
   std::vector<Category> c;
   for (int32_t id = 1; id <= 19; ++id) c.push_back({id, "c" + std::to_string(id), id >= 10 && id <= 17, {}});
   return c;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 InferenceTimings median_timings(const std::vector<InferenceTimings>& all) {

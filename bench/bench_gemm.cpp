@@ -7,14 +7,11 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/cpu/sgemm.h"
 #include "core/rng.h"
 
 namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 struct Shape {
   const char* name;
   bool ta, tb;
@@ -23,6 +20,7 @@ struct Shape {
 
 template <class F>
 double median_ms(int reps, F&& f) {
+  using dl::bench::now_s;
   std::vector<double> t;
   f();  // warm-up: page faults, packing buffers
   for (int r = 0; r < reps; ++r) {
@@ -30,8 +28,7 @@ double median_ms(int reps, F&& f) {
     f();
     t.push_back(1e3 * (now_s() - t0));
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return dl::bench::median(t);
 }
 }  // namespace
 

@@ -19,31 +19,15 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/ops.h"
 #include "core/rng.h"
 #include "parser/model.h"
 
 using namespace dl;
+using namespace dl::bench;
 
 namespace {
-
-long proc_kb(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0) return std::atol(line.c_str() + n);
-  return -1;
-}
-
-void reset_hwm() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 struct Result {
   double ms = 0, peak_mb = 0, tensor_peak_mb = 0;

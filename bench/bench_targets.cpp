@@ -17,6 +17,7 @@
 #include <fstream>
 #include <string>
 
+#include "bench/bench_util.h"
 #include "core/rng.h"
 #include "core/storage.h"
 #include "parser/losses.h"
@@ -26,6 +27,7 @@
 #endif
 
 using namespace dl;
+using namespace dl::bench;
 
 namespace {
 
@@ -56,21 +58,11 @@ PanopticMap make_scene(int64_t size, int n, uint64_t seed) {
   return m;
 }
 
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // CPU time of this thread (user + system, page faults included): robust on a loaded machine.
 double thread_cpu_ms() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // deeperlab_loss forward + backward on the targets `t` (already on the device), median ms.
@@ -90,13 +82,13 @@ double time_loss(const Targets& t, int64_t k, int runs, Device d) {
 #ifdef DEEPERLAB_WITH_CUDA
     if (d == Device::CUDA) cuda::synchronize();
 #endif
-    const double t0 = now_ms();
+    const double t0 = 1e3 * now_s();
     LossTerms l = deeperlab_loss(out, t, cfg, 0);
     l.total.backward();
 #ifdef DEEPERLAB_WITH_CUDA
     if (d == Device::CUDA) cuda::synchronize();
 #endif
-    ts.push_back(now_ms() - t0);
+    ts.push_back(1e3 * now_s() - t0);
   }
   return median(ts);
 }
@@ -127,10 +119,10 @@ int main(int argc, char** argv) {
     const size_t base = memory_current(Device::CPU);
     size_t insts = 0;
     for (int r = 0; r < runs; ++r) {
-      const double t0 = now_ms(), c0 = thread_cpu_ms();
+      const double t0 = 1e3 * now_s(), c0 = thread_cpu_ms();
       Targets t = build_targets(m, cm, cfg, "bench");
       t_thread.push_back(thread_cpu_ms() - c0);
-      t_cpu.push_back(now_ms() - t0);
+      t_cpu.push_back(1e3 * now_s() - t0);
       insts = t.instances[0].size();
     }
     const double peak_mb = double(memory_peak(Device::CPU) - base) / (1 << 20);
@@ -156,10 +148,10 @@ int main(int argc, char** argv) {
       std::vector<double> t_gpu;
       for (int r = 0; r < runs; ++r) {
         cuda::synchronize();
-        const double t0 = now_ms();
+        const double t0 = 1e3 * now_s();
         Targets t = build_targets_on(m, cm, cfg, Device::CUDA, "bench");
         cuda::synchronize();
-        t_gpu.push_back(now_ms() - t0);
+        t_gpu.push_back(1e3 * now_s() - t0);
       }
       std::printf("targets on %s (CPU pixel pass + GPU fill): median %.1f ms\n", cuda::device_name(),
                   median(t_gpu));
