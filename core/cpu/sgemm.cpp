@@ -17,9 +17,7 @@
 #include <memory>
 #include <mutex>
 
-// GCC 12's intrinsic headers build the unused operands of shuffles from self-initialised variables,
-// which -Wmaybe-uninitialized reports at every inlined shuffle (a false positive).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "core/cpu/simd.h"
 
 namespace dl::cpu {
 
@@ -35,7 +33,8 @@ void sgemm_openblas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const flo
               1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(DL_CPU_TRANSPOSE)
+#define DL_SGEMM_AVX512 1
 namespace {
 bool openblas_forced() {
   static const bool forced = [] {
@@ -101,42 +100,20 @@ void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restric
   }
 }
 
-// out[q] = column q of the rows x cols block at src (row stride ld), i.e. a 16 x 16 transpose; rows
-// and columns past the block read as zero.
-inline void load_transposed(__m512 out[16], const float* src, int64_t ld, int rows, int cols) {
-  const __mmask16 cm = lane_mask(cols);
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + i * ld) : _mm512_setzero_ps();
-  for (int i = 0; i < 8; ++i) {  // per 128-bit chunk: (r0[0] r1[0] r0[1] r1[1]), (r0[2] r1[2] r0[3] r1[3])
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {  // r[4i + e], chunk c: rows 4i..4i+3 of column 4c + e
-    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int e = 0; e < 4; ++e) {  // gather chunk c of r[e], r[4+e], r[8+e], r[12+e] into column 4c + e
-    const __m512 a = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88), b = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xDD);
-    const __m512 c = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88),
-                 d = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xDD);
-    out[e] = _mm512_shuffle_f32x4(a, c, 0x88);
-    out[8 + e] = _mm512_shuffle_f32x4(a, c, 0xDD);
-    out[4 + e] = _mm512_shuffle_f32x4(b, d, 0x88);
-    out[12 + e] = _mm512_shuffle_f32x4(b, d, 0xDD);
-  }
-}
-
 // dst[p * stride + j] = src[j * ld + p] for j < rows (zero for rows <= j < width), p < kc: packs
-// `rows` source rows that run along the depth into one k-major panel of `width` (<= 16) columns.
+// `rows` source rows that run along the depth into one k-major panel of `width` (<= 16) columns,
+// 16 x 16 blocks at a time through the shared register transpose.
 void pack_transposed(float* dst, int64_t stride, int width, const float* src, int64_t ld, int rows, int64_t kc) {
+  static const Transpose<float> transpose;
   const __mmask16 wm = lane_mask(width);
-  __m512 col[16];
+  Simd<float>::V block[16];
   for (int64_t p = 0; p < kc; p += 16) {
     const int n = int(std::min<int64_t>(16, kc - p));
-    load_transposed(col, src + p, ld, rows, n);
-    for (int q = 0; q < n; ++q) _mm512_mask_storeu_ps(dst + (p + q) * stride, wm, col[q]);
+    const __mmask16 cm = lane_mask(n);  // rows and columns past the block read as zero
+    for (int j = 0; j < 16; ++j)
+      block[j] = j < rows ? _mm512_maskz_loadu_ps(cm, src + j * ld + p) : _mm512_setzero_ps();
+    transpose(block);
+    for (int q = 0; q < n; ++q) _mm512_mask_storeu_ps(dst + (p + q) * stride, wm, block[q]);
   }
 }
 
@@ -202,7 +179,7 @@ void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float
 #endif
 
 const char* sgemm_backend() {
-#ifdef __AVX512F__
+#ifdef DL_SGEMM_AVX512
   if (!openblas_forced()) return "avx512";
 #endif
   return "openblas";
@@ -211,7 +188,7 @@ const char* sgemm_backend() {
 void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
            int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
-#ifdef __AVX512F__
+#ifdef DL_SGEMM_AVX512
   if (!openblas_forced()) {
     if (k <= 0) {  // no products: C = beta * C
       for (int64_t i = 0; i < m; ++i)
