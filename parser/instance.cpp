@@ -1199,21 +1199,11 @@ PanopticMap fuse_panoptic_into(const std::vector<int32_t>& labels, const std::ve
   const auto lut = thing_lut(classes);
   owner.resize(hw);
   inst::FusionStats st;
-  st.area.assign(owners, 0);
-  st.y0.assign(owners, INT32_MAX);
-  st.x0.assign(owners, INT32_MAX);
-  st.y1.assign(owners, -1);
-  st.x1.assign(owners, -1);
-  st.class_votes.assign(n * K, 0);
+  st.reset(owners, n * K);
 #pragma omp parallel
   {
     inst::FusionStats t;
-    t.area.assign(owners, 0);
-    t.y0.assign(owners, INT32_MAX);
-    t.x0.assign(owners, INT32_MAX);
-    t.y1.assign(owners, -1);
-    t.x1.assign(owners, -1);
-    t.class_votes.assign(n * K, 0);
+    t.reset(owners, n * K);
     // Statistics per run of pixels with the same owner and label (long runs: one update instead
     // of a chain of dependent per-pixel updates).
 #pragma omp for schedule(static)

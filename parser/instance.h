@@ -121,6 +121,15 @@ struct FusionStats {
   std::vector<int64_t> area;                 // per owner (K + n)
   std::vector<int32_t> y0, x0, y1, x1;       // per owner, inclusive
   std::vector<int64_t> class_votes;          // n * K
+  // Empty statistics: zero areas and votes, boxes that any pixel widens.
+  void reset(size_t owners, size_t votes) {
+    area.assign(owners, 0);
+    y0.assign(owners, INT32_MAX);
+    x0.assign(owners, INT32_MAX);
+    y1.assign(owners, -1);
+    x1.assign(owners, -1);
+    class_votes.assign(votes, 0);
+  }
 };
 PanopticMap build_segments(const FusionStats& stats, size_t num_instances, const ClassMap& classes,
                            const InferenceConfig& cfg, int64_t height, int64_t width, std::vector<int32_t>& owner_to_id);
