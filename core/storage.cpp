@@ -69,11 +69,6 @@ void host_free(void* p, size_t rounded) {
   std::free(p);
 }
 
-void release_cached_locked(HostCache& c) {
-  for (auto& b : c.blocks) std::free(b.second);
-  c.blocks.clear();
-  c.bytes = 0;
-}
 }  // namespace
 
 HostCacheScope::HostCacheScope() {
@@ -85,14 +80,12 @@ HostCacheScope::HostCacheScope() {
 HostCacheScope::~HostCacheScope() {
   HostCache& c = host_cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  if (--c.scopes == 0) release_cached_locked(c);
+  if (--c.scopes > 0) return;
+  for (auto& b : c.blocks) std::free(b.second);
+  c.blocks.clear();
+  c.bytes = 0;
 }
 
-void memory_release_cached() {
-  HostCache& c = host_cache();
-  std::lock_guard<std::mutex> lock(c.mu);
-  release_cached_locked(c);
-}
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
   if (device == Device::CPU) {
     data_ = host_alloc(host_rounded(bytes));

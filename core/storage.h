@@ -1,5 +1,6 @@
 // A flat, owned block of memory on one device. CPU blocks are 64-byte aligned (big ones reused by
-// size inside a HostCacheScope); CUDA blocks come from the caching allocator. Byte counters (current and peak) are kept per device.
+// size inside a HostCacheScope); CUDA blocks come from the caching allocator. Byte counters
+// (current and peak) are kept per device.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -39,8 +40,6 @@ class HostCacheScope {
   HostCacheScope(const HostCacheScope&) = delete;
   HostCacheScope& operator=(const HostCacheScope&) = delete;
 };
-// Frees the blocks kept so far (benchmarks call it between cases).
-void memory_release_cached();
 
 bool cuda_available();  // false in a build without CUDA or on a machine without a usable GPU
 

@@ -33,9 +33,9 @@ inline void gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const doubl
 // A small C with a long depth (grad-weight of a thin layer on a big map): each thread takes a slice of
 // the depth into its own partial C, then the partials are summed into C.
 template <class T>
-void gemm_split_depth(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-                      int64_t ldb, T beta, T* c, int64_t ldc) {
-  const int64_t parts = std::min<int64_t>(omp_get_max_threads(), k / 512);
+void gemm_split_depth(int64_t threads, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                      const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  const int64_t parts = std::min<int64_t>(threads, k / 512);
   const int64_t chunk = (k + parts - 1) / parts;
   std::vector<T> partial(size_t((parts - 1) * m * n));
 #pragma omp parallel for schedule(static) num_threads(int(parts))
@@ -54,7 +54,7 @@ void gemm_split_depth(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T
 }
 
 // Row-major C[M,N] = op(A) * op(B) + beta * C, split over the OpenMP threads along N (or M when N is
-// the smaller side); every panel is one single-threaded BLAS call. Called outside parallel regions.
+// the smaller side); every panel is one single-threaded GEMM call. Called outside parallel regions.
 template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
           T beta, T* c, int64_t ldc) {
@@ -62,9 +62,10 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t
   const int64_t nt = std::max(1, omp_get_max_threads());
   const bool split_n = n >= m;
   const int64_t len = split_n ? n : m;
-  // Panels of at least 64 columns/rows (BLAS packing is amortised); a multiple of 16 keeps them aligned.
+  // Panels of at least 64 columns/rows (GEMM packing is amortised); a multiple of 16 keeps them aligned.
   const int64_t parts = std::max<int64_t>(1, std::min(nt, len / 64));
-  if (parts == 1 && nt > 1 && k >= 1024) return gemm_split_depth(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  if (parts == 1 && nt > 1 && k >= 1024)
+    return gemm_split_depth(nt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (parts == 1) return gemm1(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
   const int64_t chunk = (len + parts - 1) / parts / 16 * 16 + 16;
 #pragma omp parallel for schedule(static) num_threads(int(parts))

@@ -11,7 +11,7 @@ namespace dl::cpu {
 void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
            int64_t ldb, float beta, float* c, int64_t ldc);
 
-// The same product through OpenBLAS (single-threaded): the reference the tests and benchmarks compare with.
+// The same product through OpenBLAS (single-threaded): the fallback, and what bench_gemm compares with.
 void sgemm_openblas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
                     int64_t ldb, float beta, float* c, int64_t ldc);
 
