@@ -160,13 +160,7 @@ int main(int argc, char** argv) {
   bool cpu_clock = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return next_arg(i, argc, argv); };
     if (a == "--threads") {
       threads = std::max(1, std::atoi(next().c_str()));
     } else if (a == "--reps") {

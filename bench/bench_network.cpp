@@ -103,13 +103,7 @@ int main(int argc, char** argv) {
   int threads = 2, reps = 2;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return next_arg(i, argc, argv); };
     if (a == "--config") {
       configs.push_back(next());
     } else if (a == "--size") {

@@ -1,10 +1,11 @@
-// Helpers shared by the C++ benchmarks: clocks, the median of repeated timings and the process's
-// resident memory from /proc (header-only).
+// Helpers shared by the C++ benchmarks: clocks, the median of repeated timings, the process's
+// resident memory from /proc and option values (header-only).
 #pragma once
 #include <time.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -39,6 +40,15 @@ inline long proc_kb(const char* key) {
   while (std::getline(f, line))
     if (line.compare(0, n, key) == 0) return std::atol(line.c_str() + n);
   return -1;
+}
+
+// The value after option argv[i] (i advances to it); a missing value exits with status 2.
+inline std::string next_arg(int& i, int argc, char** argv) {
+  if (i + 1 >= argc) {
+    std::fprintf(stderr, "%s needs a value\n", argv[i]);
+    std::exit(2);
+  }
+  return argv[++i];
 }
 
 // Resets the resident high-water mark (VmHWM) to the current resident size.
