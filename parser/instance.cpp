@@ -21,6 +21,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "core/cpu/simd.h"
 #include "cuda/fusion.h"
 
 namespace dl {
@@ -147,7 +148,6 @@ struct RowScratch {
 // (cuda/fusion.h) lane by lane in the same order, without FMA, so the bits stay those of the
 // scalar, AVX2 and CUDA paths.
 
-inline __mmask16 first_lanes(int n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
 inline __m512i lane_index() { return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0); }
 
 // f_clamp: v > lo ? (v < hi ? v : hi) : lo (NaN -> lo).
@@ -184,7 +184,7 @@ struct Taps16 {
 
 __attribute__((optimize("fp-contract=off"))) void splat16(Taps16& out, __m512 py, __m512 px, __m512 weight,
                                                           int lanes, int h, int w) {
-  const __mmask16 active = first_lanes(lanes);
+  const __mmask16 active = cpu::lane_mask(lanes);
   out.lanes = lanes;
   out.uniform = 0;
   const __mmask16 m = active & _mm512_cmp_ps_mask(py, _mm512_set1_ps(-1.0f), _CMP_GT_OQ) &
@@ -295,7 +295,7 @@ __attribute__((optimize("fp-contract=off"))) bool vote_short_row16(RowScratch& s
   __mmask16 bad = 0;
   int n = 0;
   for (int x = 0; x < w; x += 16) {
-    const __mmask16 tm = first_lanes(w - x);
+    const __mmask16 tm = cpu::lane_mask(w - x);
     // The next row's lines: the hardware prefetcher does not keep up with these masked loads.
     _mm_prefetch(reinterpret_cast<const char*>(hrow + w + x), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(syrow + w + x), _MM_HINT_T0);
@@ -334,7 +334,7 @@ __attribute__((optimize("fp-contract=off"))) void vote_long_row16(RowScratch& s,
                                                                   const Add& add) {
   int n = 0;
   for (int x = 0; x < w; x += 16) {
-    const __mmask16 tm = first_lanes(w - x);
+    const __mmask16 tm = cpu::lane_mask(w - x);
     _mm_prefetch(reinterpret_cast<const char*>(lyrow + w + x), _MM_HINT_T0);  // as in vote_short_row16
     _mm_prefetch(reinterpret_cast<const char*>(lxrow + w + x), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(trow + w + x), _MM_HINT_T0);
@@ -810,7 +810,7 @@ inline uint32_t argmax_plane(const float* p, float* best, int32_t* lab, int64_t 
   const __m512i expo = _mm512_set1_epi32(0x7f800000), cv = _mm512_set1_epi32(c);
   __mmask16 bad = 0;
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 tm = first_lanes(int(std::min<int64_t>(16, n - i)));
+    const __mmask16 tm = cpu::lane_mask(int(std::min<int64_t>(16, n - i)));
     const __m512 v = _mm512_maskz_loadu_ps(tm, p + i);
     bad |= _mm512_mask_cmpeq_epi32_mask(tm, _mm512_and_si512(_mm512_castps_si512(v), expo), expo);
     const __mmask16 gt = c == 0 ? tm : _mm512_mask_cmp_ps_mask(tm, v, _mm512_loadu_ps(best + i), _CMP_GT_OQ);

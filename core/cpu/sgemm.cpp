@@ -58,9 +58,6 @@ struct PackBuffers {
         b(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKC * kNC))) {}
 };
 
-inline __mmask16 lane_mask(int count) {  // the first `count` of 16 lanes (count clamped to [0, 16])
-  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
-}
 
 // C[mr x nr] = Ap * Bp + beta * C, where Ap is MR x kc (k-major) and Bp is kc x NR (k-major).
 void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c, int64_t ldc,

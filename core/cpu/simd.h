@@ -1,6 +1,10 @@
 // Portable vectors for CPU kernels (GCC vector extensions at the target's widest width) and an
 // L x L in-register transpose, shared by the depthwise kernels and the GEMM packing.
 #pragma once
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -33,6 +37,13 @@ struct Simd {
     return s;
   }
 };
+
+#ifdef __AVX512F__
+// The first `count` of 16 lanes (count clamped to [0, 16]).
+inline __mmask16 lane_mask(int count) {
+  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
+}
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__)
 // L x L transpose of L vectors in registers through __builtin_shuffle (GCC only).
